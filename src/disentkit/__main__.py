@@ -1,0 +1,5 @@
+import sys
+
+from disentkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,101 @@
+"""The Python API: ``train(config)``, ``load_run(path)``.
+
+    import disentkit
+    run_dir = disentkit.train(disentkit.config.load_config("betavae/sprites", ["seed=1"]))
+    model, config = disentkit.load_run(run_dir)
+    codes = model.encode(images)          # float NCHW in [0, 1] -> (n, latent_dim)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from disentkit.config import RunConfig, config_from_dict, load_config, load_config_file
+
+
+@dataclass
+class LoadedRun:
+    """A trained run: ``model`` (eval mode), its ``config`` and ``path``; unpacks as (model, config)."""
+
+    model: torch.nn.Module
+    config: RunConfig
+    path: Path
+
+    def __iter__(self):
+        return iter((self.model, self.config))
+
+    def data(self) -> Any:
+        """Build the run's dataset (from its config's data section and data root)."""
+        from disentkit.builders import build_dataset
+
+        return build_dataset(self.config)
+
+
+def _as_config(config: RunConfig | dict[str, Any] | str) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, dict):
+        return config_from_dict(config)
+    return load_config(config)
+
+
+def train(
+    config: RunConfig | dict[str, Any] | str,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+) -> Path:
+    """Train a run (a :class:`RunConfig`, a plain dict, or a preset name); evaluate it and write
+    its report when the config asks for it; return the run directory."""
+    from disentkit.train.engine import run_training
+
+    config = _as_config(config)
+    path = run_training(config, Path(run_dir) if run_dir else None, resume=resume)
+    finish_run(path, config)
+    return path
+
+
+def finish_run(path: Path, config: RunConfig) -> None:
+    """After training: evaluation and report on the main process (see ``eval``/``log`` sections)."""
+    import json
+
+    from disentkit.train.distributed import is_global_zero
+
+    if not is_global_zero():
+        return
+    summary = json.loads((path / "summary.json").read_text())
+    if summary.get("status") != "finished":
+        return
+    if config.eval.at_end and config.eval.metrics:
+        from disentkit.evaluation import evaluate_run
+
+        evaluate_run(path, quiet=True)
+    if config.eval.report_at_end:
+        try:
+            from disentkit.viz.report import write_report
+        except ImportError:
+            return
+        write_report(path)
+
+
+def load_run(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu") -> LoadedRun:
+    """Load a run directory's config and final (or latest) weights; EMA weights when present."""
+    from disentkit.builders import build_model
+    from disentkit.train.checkpoint import load_checkpoint
+    from disentkit.train.ema import EMA
+
+    path = Path(path)
+    config_path = path / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{path} is not a run directory (no config.yaml)")
+    config = load_config_file(config_path)
+    state = load_checkpoint(path / "checkpoints" / "last.pt")
+    model = build_model(config, tuple(state["image_shape"]), int(state["dataset_size"]))
+    model.load_state_dict(state["model"])
+    if use_ema and "ema" in state:
+        EMA.copy_into(model, state["ema"])
+    model.to(device).eval()
+    return LoadedRun(model=model, config=config, path=path)

@@ -1,0 +1,58 @@
+"""``disentkit train [preset=NAME] [key=value ...]`` and ``disentkit train --resume RUN_DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from a preset with key=value overrides",
+        description=(
+            "Train a model. Example: disentkit train preset=betavae/sprites model.beta=4 seed=3. "
+            "Overrides are key=value with dotted keys; see `disentkit presets` for the presets."
+        ),
+    )
+    parser.add_argument("overrides", nargs="*", help="preset=NAME and key=value overrides")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    parser.add_argument("--data-root", help="directory holding dataset files (also DISENTKIT_DATA)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    import disentkit
+    from disentkit.config import load_config, load_config_file
+    from disentkit.train.engine import NonFiniteLossError
+
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.append(f"data_root={args.data_root}")
+    if args.resume:
+        run_dir = Path(args.resume)
+        config_path = run_dir / "config.yaml"
+        if not config_path.is_file():
+            raise FileNotFoundError(f"--resume {run_dir}: no config.yaml there; is it a run directory?")
+        config = load_config_file(config_path)
+        if overrides:
+            from disentkit.config import apply_overrides, config_from_dict
+
+            config = config_from_dict(apply_overrides(config.to_dict(), overrides))
+    else:
+        config = load_config(None, overrides)
+        run_dir = None
+    if args.print_config:
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        return 0
+    try:
+        path = disentkit.train(config, run_dir=run_dir, resume=bool(args.resume))
+    except NonFiniteLossError as err:
+        print(f"disentkit train: error: {err}", file=sys.stderr)
+        return 1
+    print(f"run directory: {path}")
+    return 0

@@ -1,0 +1,421 @@
+"""Typed run configuration: packaged YAML presets + ``key=value`` overrides, strictly checked.
+
+A run config has fixed sections (``train``, ``optim``, ``schedule``, ``eval``, ``log``) and two
+sections whose fields depend on what they name: ``model`` and ``data``. Their ``name`` picks a
+registry entry, and that entry's ``Config`` dataclass types the remaining keys. Unknown keys and
+wrong types fail with a message naming the key and what is allowed.
+
+    cfg = load_config("betavae/sprites", ["model.beta=4", "seed=3"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value or key that cannot be used; the message says which and what is allowed."""
+
+
+# --------------------------------------------------------------------------------------------
+# Fixed sections
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 64
+    #: cpu, cuda, or auto (cuda when available)
+    accelerator: Literal["cpu", "cuda", "auto"] = "cpu"
+    #: processes/GPUs per node; >1 runs DDP (Fabric launches the processes, or torchrun/SLURM did)
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    #: L2 norm for gradient clipping (per optimiser); null disables it
+    grad_clip: float | None = None
+    #: EMA decay of the modules named in ema_modules (all of the model when empty); null: no EMA
+    ema_decay: float | None = None
+    ema_modules: list[str] = field(default_factory=list)
+    checkpoint_every: int = 1000
+    #: CPU threads for torch (0: leave torch's default)
+    num_threads: int = 0
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: int = 0
+    #: final learning rate as a fraction of the initial one (cosine, linear)
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    #: metric names from disentkit.metrics; evaluated by `disentkit eval` and at the end of training
+    metrics: list[str] = field(default_factory=lambda: ["mig", "factor_vae", "dci", "sap", "beta_vae"])
+    preset: Literal["study", "fast"] = "study"
+    seed: int = 0
+    #: evaluate automatically when training ends (needs a ground-truth dataset)
+    at_end: bool = True
+    #: write the report (reconstructions, traversals) when training ends
+    report_at_end: bool = True
+
+
+@dataclass
+class LogConfig:
+    every: int = 50
+    tensorboard: bool = False
+    progress: bool = True
+    #: save reconstruction images every N steps (0: only at the end)
+    images_every: int = 0
+
+
+@dataclass
+class SectionConfig:
+    """A registry-backed section: ``name`` plus that entry's typed ``params`` dataclass."""
+
+    name: str
+    params: Any
+
+    def __getattr__(self, key: str) -> Any:
+        # Only called when normal lookup fails: expose params' fields as attributes.
+        if key in ("name", "params") or key.startswith("__"):
+            raise AttributeError(key)
+        return getattr(self.params, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **_to_plain(self.params)}
+
+
+@dataclass
+class RunConfig:
+    model: SectionConfig
+    data: SectionConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    seed: int = 0
+    #: the preset this config came from (recorded, not interpreted)
+    preset: str = ""
+    #: where runs go; the run directory is out_dir/name
+    out_dir: str = "runs"
+    #: run directory name; empty: <preset>-seed<seed>
+    name: str = ""
+    #: extra data root for dataset files (also DISENTKIT_DATA)
+    data_root: str = ""
+    #: modules to import before building (to register user models/datasets)
+    imports: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, SectionConfig) else _to_plain(value)
+        return out
+
+    @property
+    def run_name(self) -> str:
+        if self.name:
+            return self.name
+        base = self.preset.replace("/", "-") if self.preset else f"{self.model.name}-{self.data.name}"
+        return f"{base}-seed{self.seed}"
+
+
+_REGISTRY_SECTIONS = ("model", "data")
+
+
+# --------------------------------------------------------------------------------------------
+# Strict conversion of plain data into dataclasses
+# --------------------------------------------------------------------------------------------
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        inner = _type_name(args[0]) if args else "any"
+        return f"a list of {inner}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against type ``tp`` (ints are accepted for floats); raise ConfigError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value in args and type(value) in {type(a) for a in args}:
+            return value
+        # YAML turns `precision=32` into an int; accept the string spelling of a literal.
+        if str(value) in [str(a) for a in args]:
+            return next(a for a in args if str(a) == str(value))
+        raise ConfigError(f"{key}: got {value!r}; allowed values: {', '.join(repr(a) for a in args)}")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{key}: got {value!r}; expected {_type_name(tp)}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: got {value!r}; expected {_type_name(tp)}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+            return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        inner = args[0] if args else Any
+        converted = [_convert(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(converted) if origin is tuple else converted
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: got {value!r}; expected a mapping")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if tp is float:
+        if isinstance(value, str):
+            # PyYAML reads 1e-4 (no dot) as a string; accept any spelling float() accepts.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: got {value!r}; expected a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: got {value!r}; expected an integer")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: got {value!r}; expected true or false")
+        return value
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: got {value!r}; expected a string")
+        return str(value)
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{key}: got {value!r}; expected {_type_name(tp)}")
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown key '{where}{unknown[0]}'; allowed keys in {prefix or 'the config'}: "
+            f"{', '.join(names)}"
+        )
+    kwargs = {}
+    for name in names:
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], f"{prefix}.{name}" if prefix else name)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # a required field without a default is missing
+        raise ConfigError(f"{prefix or cls.__name__}: {err}") from err
+
+
+def _section_from_dict(section: str, data: Any) -> SectionConfig:
+    from disentkit.registry import DATASETS, MODELS, UnknownEntryError
+
+    registry = MODELS if section == "model" else DATASETS
+    if not isinstance(data, dict) or "name" not in data:
+        raise ConfigError(
+            f"{section}: needs a 'name' (one of {', '.join(registry.names())}), got {data!r}"
+        )
+    rest = dict(data)
+    name = str(rest.pop("name"))
+    try:
+        entry = registry.get(name)
+    except UnknownEntryError as err:
+        raise ConfigError(f"{section}.name: {err}") from err
+    return SectionConfig(name=name, params=from_dict(entry.Config, rest, section))
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Strictly build a :class:`RunConfig` from nested plain data."""
+    import importlib
+
+    data = dict(data)
+    for module in data.get("imports", []) or []:
+        importlib.import_module(module)
+    for section in _REGISTRY_SECTIONS:
+        if section not in data:
+            raise ConfigError(f"the config needs a '{section}' section with a 'name'")
+        data[section] = _section_from_dict(section, data[section])
+    hints = typing.get_type_hints(RunConfig)
+    names = [f.name for f in dataclasses.fields(RunConfig)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key '{unknown[0]}'; allowed top-level keys: {', '.join(names)}")
+    kwargs = {}
+    for name in names:
+        if name not in data:
+            continue
+        value = data[name]
+        kwargs[name] = value if name in _REGISTRY_SECTIONS else _convert(value, hints[name], name)
+    return RunConfig(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Presets and overrides
+# --------------------------------------------------------------------------------------------
+def preset_names() -> list[str]:
+    """All packaged presets, as ``method/dataset`` names."""
+    root = resources.files("disentkit") / "configs"
+    names = []
+    for path in Path(str(root)).rglob("*.yaml"):
+        rel = path.relative_to(Path(str(root))).with_suffix("")
+        if not rel.name.startswith("_"):
+            names.append(rel.as_posix())
+    return sorted(names)
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The plain data of a packaged preset (``betavae/sprites``) or of a YAML file path."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        text = path.read_text()
+    else:
+        resource = resources.files("disentkit") / "configs" / f"{name}.yaml"
+        if not resource.is_file():
+            raise ConfigError(
+                f"unknown preset '{name}'; packaged presets: {', '.join(preset_names())} "
+                "(or give a path to a .yaml file)"
+            )
+        text = resource.read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset '{name}' must be a YAML mapping")
+    data.pop("source", None)  # provenance note kept in the file, not a config key
+    base = data.pop("base", None)
+    if base:
+        data = deep_merge(load_preset(base), data)
+    return data
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            # A section that names another registry entry replaces the old one's keys.
+            if key in _REGISTRY_SECTIONS and "name" in value and value["name"] != out[key].get("name"):
+                out[key] = dict(value)
+            else:
+                out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``model.beta=4`` -> (["model", "beta"], 4); values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value (e.g. model.beta=4)")
+    key, raw = text.split("=", 1)
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            else:
+                child = dict(child)
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_config(preset: str | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a packaged preset (or YAML path), apply ``key=value`` overrides, and check it all.
+
+    A ``preset=NAME`` entry among the overrides is treated like the ``preset`` argument.
+    """
+    overrides = list(overrides or [])
+    for text in list(overrides):
+        if text.startswith("preset="):
+            preset = text.split("=", 1)[1]
+            overrides.remove(text)
+    data: dict[str, Any] = load_preset(preset) if preset else {}
+    # A changed model/data name drops the preset's params for the old entry.
+    for text in overrides:
+        path, value = parse_override(text)
+        if len(path) == 2 and path[0] in _REGISTRY_SECTIONS and path[1] == "name":
+            if isinstance(data.get(path[0]), dict) and data[path[0]].get("name") != value:
+                data[path[0]] = {}
+    data = apply_overrides(data, overrides)
+    if preset:
+        data["preset"] = preset
+    return config_from_dict(data)
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def load_config_file(path: Path) -> RunConfig:
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return config_from_dict(data)

@@ -1,0 +1,110 @@
+"""VAE and beta-VAE (Kingma & Welling 2014; Higgins et al. 2017; specs/vae_methods.md §4.1).
+
+Loss (beta-VAE, eq. 4 of Higgins et al.): REC + beta * KL(q(z|x) || N(0, I)), REC summed over
+pixels and averaged over the batch; beta = 1 is the plain VAE. ``encode`` returns the posterior
+mean, the representation disentanglement_lib evaluates.
+
+:class:`GaussianVAE` holds what the whole VAE family shares (encoder, decoder, reparameterisation,
+reconstruction and KL terms); the other methods subclass it and change ``regulariser``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from disentkit.models.base import Model
+from disentkit.models.losses import kl_normal_per_dim, reconstruction_loss, reparameterise
+from disentkit.registry import MODELS
+
+
+@dataclass
+class VAEConfig:
+    latent_dim: int = 10
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    #: encoder/decoder layout (specs/vae_methods.md §1): dlib = disentanglement_lib's conv nets
+    architecture: str = "dlib"
+    #: dlib's code uses 2x2 kernels in the 3rd/4th encoder convolutions (paper: 4x4)
+    dlib_kernel2: bool = False
+
+
+@dataclass
+class BetaVAEConfig(VAEConfig):
+    beta: float = 4.0
+
+
+def build_encoder_decoder(config: VAEConfig, image_shape: tuple[int, int, int]):
+    """Encoder and decoder for ``config.architecture`` (see :mod:`disentkit.nn`)."""
+    from disentkit.nn import architectures
+
+    return architectures.build(config, image_shape)
+
+
+class GaussianVAE(Model):
+    """A VAE with a diagonal Gaussian posterior; subclasses override :meth:`regulariser`."""
+
+    Config = VAEConfig
+
+    def __init__(self, config: VAEConfig, image_shape: tuple[int, int, int]) -> None:
+        super().__init__(config, image_shape)
+        self.encoder, self.decoder = build_encoder_decoder(config, image_shape)
+
+    # ---- building blocks -----------------------------------------------------------------
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, logvar) of q(z|x)."""
+        return self.encoder(x)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior mean (what disentanglement_lib evaluates)."""
+        return self.posterior(x)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixel means in [0, 1] for latent codes ``z``."""
+        return torch.sigmoid(self.decoder(z))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        device = next(self.parameters()).device
+        z = torch.randn(num, self.latent_dim, generator=generator, device=device)
+        return self.decode(z)
+
+    # ---- objective ----------------------------------------------------------------------
+    def regulariser(
+        self, mean: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor, kl_per_dim: torch.Tensor,
+        step: int, extra: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """The method's term added to the reconstruction loss (plain VAE: the KL)."""
+        return kl_per_dim.sum()
+
+    def training_losses(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        mean, logvar = self.posterior(batch)
+        z = reparameterise(mean, logvar)
+        logits = self.decoder(z)
+        rec = reconstruction_loss(logits, batch, self.config.likelihood)
+        kl_per_dim = kl_normal_per_dim(mean, logvar)
+        extra: dict[str, torch.Tensor] = {}
+        reg = self.regulariser(mean, logvar, z, kl_per_dim, step, extra)
+        loss = rec + reg
+        return {"loss": loss, "reconstruction": rec, "kl": kl_per_dim.sum(),
+                "kl_per_dim": kl_per_dim, **extra}
+
+
+@MODELS.register("vae")
+class VAE(GaussianVAE):
+    """The plain VAE: REC + KL."""
+
+    Config = VAEConfig
+
+
+@MODELS.register("betavae")
+class BetaVAE(GaussianVAE):
+    """beta-VAE (Higgins et al. 2017, eq. 4): REC + beta * KL."""
+
+    Config = BetaVAEConfig
+
+    def regulariser(self, mean, logvar, z, kl_per_dim, step, extra):  # noqa: D102
+        return self.config.beta * kl_per_dim.sum()

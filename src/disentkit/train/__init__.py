@@ -1,0 +1,1 @@
+"""The training engine: a readable loop on Lightning Fabric with exact resume."""
