@@ -1,0 +1,255 @@
+"""``evaluate``: run several metrics on one representation, sharing codes where exact.
+
+Every metric gets a fresh ``np.random.RandomState(seed)`` (dlib's driver, spec §1). The
+``generate_batch_factor_code`` metrics (MIG, SAP, DCI, Modularity/Explicitness, Unsupervised,
+IRS) replay the same stream, so their draws are served by one :class:`CodeCache` -- with the study
+preset every one of them uses the same 10000 training (and 5000 test) points, encoded once.
+
+Presets (``preset=``): ``"study"`` = Locatello et al. (2019) values (spec §1 table) and CFASL
+defaults for ``mfvm``; ``"fast"`` = smaller sample counts for monitoring during training.
+Protocols (``protocol=``): ``"dlib"`` (codes as given), ``"disdiff"`` and ``"fdae"`` (group
+codes, see :mod:`disentkit.metrics.groups`).
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from disentkit.metrics import dci as dci_mod
+from disentkit.metrics import irs as irs_mod
+from disentkit.metrics import mig as mig_mod
+from disentkit.metrics import modularity_explicitness as mod_mod
+from disentkit.metrics import sap as sap_mod
+from disentkit.metrics import unsupervised as uns_mod
+from disentkit.metrics.groups import GroupReducer, kmeans_discretize_groups, normalize_groups
+from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, CodeCache, encode_observations
+from disentkit.registry import METRICS
+
+__all__ = ["DEFAULT_METRICS", "PRESETS", "evaluate", "library_versions"]
+
+DEFAULT_METRICS = ("beta_vae", "factor_vae", "mig", "sap", "dci")
+
+_SHARED = {
+    "mig": mig_mod,
+    "sap": sap_mod,
+    "dci": dci_mod,
+    "modularity_explicitness": mod_mod,
+    "unsupervised": uns_mod,
+    "irs": irs_mod,
+}
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "study": {
+        "beta_vae": {"batch_size": 64, "num_train": 10000, "num_eval": 5000},
+        "factor_vae": {"batch_size": 64, "num_train": 10000, "num_eval": 5000,
+                       "num_variance_estimate": 10000, "prune_threshold": 0.05},
+        "mig": {"num_train": 10000, "batch_size": 16, "num_bins": 20},
+        "sap": {"num_train": 10000, "num_test": 5000, "batch_size": 16,
+                "continuous_factors": False},
+        "dci": {"num_train": 10000, "num_test": 5000, "batch_size": 16},
+        "modularity_explicitness": {"num_train": 10000, "num_test": 5000, "batch_size": 16,
+                                    "num_bins": 20},
+        "unsupervised": {"num_train": 10000, "batch_size": 16, "num_bins": 20},
+        "irs": {"num_train": 10000, "batch_size": 16, "diff_quantile": 0.99},
+        "mfvm": {"batch_size": 100, "num_train": 800, "num_variance_estimate": 100,
+                 "prune_threshold": 0.06},
+        "mfvm_dlib": {"batch_size": 64, "num_train": 10000, "num_eval": 5000,
+                      "num_variance_estimate": 10000, "prune_threshold": 0.05},
+    },
+    "fast": {
+        "beta_vae": {"batch_size": 64, "num_train": 1000, "num_eval": 500},
+        "factor_vae": {"batch_size": 64, "num_train": 1000, "num_eval": 500,
+                       "num_variance_estimate": 2000, "prune_threshold": 0.05},
+        "mig": {"num_train": 2000, "batch_size": 16, "num_bins": 20},
+        "sap": {"num_train": 2000, "num_test": 1000, "batch_size": 16,
+                "continuous_factors": False},
+        "dci": {"num_train": 2000, "num_test": 1000, "batch_size": 16},
+        "modularity_explicitness": {"num_train": 2000, "num_test": 1000, "batch_size": 16,
+                                    "num_bins": 20},
+        "unsupervised": {"num_train": 2000, "batch_size": 16, "num_bins": 20},
+        "irs": {"num_train": 2000, "batch_size": 16, "diff_quantile": 0.99},
+        "mfvm": {"batch_size": 100, "num_train": 200, "num_variance_estimate": 100,
+                 "prune_threshold": 0.06},
+        "mfvm_dlib": {"batch_size": 64, "num_train": 1000, "num_eval": 500,
+                      "num_variance_estimate": 2000, "prune_threshold": 0.05},
+    },
+}
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that can change metric numbers (scikit-learn above all, spec §1)."""
+    import scipy
+    import sklearn
+    import torch
+
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "sklearn": sklearn.__version__, "torch": torch.__version__}
+
+
+class _Counting:
+    """Representation wrapper that counts calls and encoded observations."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+        self.calls = 0
+        self.observations = 0
+
+    def __call__(self, x: np.ndarray) -> Any:
+        self.calls += 1
+        self.observations += len(x)
+        return self.fn(x)
+
+
+def _fdae_score_shared(name: str, module: Any, draws: list, rs: np.random.RandomState,
+                       params: dict[str, Any], groups: Any, dims: int) -> dict[str, Any]:
+    reducer = GroupReducer(draws[0][0], groups, dims)
+    reduced = [(reducer(c), f) for c, f in draws]
+    if name == "mig":
+        labels = kmeans_discretize_groups(reduced[0][0], reducer.group_slices(),
+                                          params.get("num_clusters", 20),
+                                          params.get("kmeans_seed", 0),
+                                          num_bins=params.get("num_bins", 20))
+        return mig_mod.mig_from_discrete(labels, reduced[0][1])
+    if name == "dci":
+        params = {**params, "gbt_params": {"learning_rate": 0.1, **(params.get("gbt_params") or {})}}
+    return module.score_draws(reduced, rs, **params)
+
+
+def evaluate(
+    ground_truth_data: Any,
+    representation_function: Any,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    seed: int = 0,
+    preset: str = "study",
+    protocol: str = "dlib",
+    groups: Any = None,
+    group_dims: int | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    encode_batch_size: int = DEFAULT_ENCODE_BATCH,
+    n_jobs: int | None = -1,
+    share_codes: bool = True,
+    disdiff_fit_points: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``metrics`` on one representation; every metric starts from ``RandomState(seed)``.
+
+    Args:
+        ground_truth_data: a :class:`~disentkit.data.base.GroundTruthData`.
+        representation_function: float32 NHWC [0, 1] batch -> (n, D) codes (numpy or torch).
+        metrics: registered metric names (``METRICS``), e.g. ``("mig", "dci")``.
+        preset: ``"study"`` (Locatello et al. 2019, spec §1) or ``"fast"``.
+        protocol: ``"dlib"``; ``"disdiff"`` (per-group PCA to 1 dim fitted on the codes of the
+            whole data set in index order, or of ``disdiff_fit_points`` points drawn with
+            ``RandomState(seed)``); ``"fdae"`` (per-group PCA to ``group_dims`` =
+            ``36 // num_groups`` by default, fitted on each metric's training sample; k-means
+            MIG; DCI GBT learning rate 0.1; BetaVAE is not part of FDAE's protocol).
+        params: per-metric overrides merged over the preset, e.g. ``{"dci": {"num_train": 500}}``.
+        encode_batch_size: observations per representation call (no effect on the numbers).
+        n_jobs: parallel workers for DCI's per-factor GBTs and SAP's fits.
+        share_codes: serve the ``generate_batch_factor_code`` metrics from one code cache.
+
+    Returns:
+        ``{"metrics": {name: result dict}, "config": {...}, "versions": {...},
+        "timings_s": {...}, "encoder": {"calls", "observations"}}``.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    if protocol not in ("dlib", "disdiff", "fdae"):
+        raise ValueError(f"unknown protocol {protocol!r}; use 'dlib', 'disdiff' or 'fdae'")
+    if protocol != "dlib" and groups is None:
+        raise ValueError(f"protocol {protocol!r} needs `groups` (code dimensions of each concept)")
+    counting = _Counting(representation_function)
+    rep: Any = counting
+    config: dict[str, Any] = {"seed": seed, "preset": preset, "protocol": protocol,
+                              "encode_batch_size": encode_batch_size, "params": {}}
+    timings: dict[str, float] = {}
+    fdae_dims = 0
+    if protocol == "disdiff":
+        t0 = time.perf_counter()
+        if disdiff_fit_points is None:
+            n = len(ground_truth_data)
+            fit_codes = np.concatenate([
+                encode_observations(
+                    counting,
+                    ground_truth_data.sample_observations_from_factors(
+                        ground_truth_data.index_to_factors(np.arange(s, min(s + 4096, n))),
+                        np.random.RandomState(seed)),
+                    encode_batch_size)
+                for s in range(0, n, 4096)
+            ])
+        else:
+            obs = ground_truth_data.sample_observations(disdiff_fit_points, np.random.RandomState(seed))
+            fit_codes = encode_observations(counting, obs, encode_batch_size)
+        reducer = GroupReducer(fit_codes, groups, 1)
+        rep = _Reduced(counting, reducer)
+        config["groups"] = [g.tolist() for g in reducer.groups]
+        config["disdiff_fit_points"] = len(fit_codes)
+        timings["disdiff_pca_fit"] = time.perf_counter() - t0
+    elif protocol == "fdae":
+        group_list = normalize_groups(groups)
+        fdae_dims = group_dims if group_dims is not None else max(1, 36 // len(group_list))
+        config["groups"] = [g.tolist() for g in group_list]
+        config["group_dims"] = fdae_dims
+    cache = CodeCache(ground_truth_data, rep, encode_batch_size) if share_codes else None
+    results: dict[str, Any] = {}
+    for name in metrics:
+        fn = METRICS.get(name)
+        p = copy.deepcopy(PRESETS[preset].get(name, {}))
+        p.update((params or {}).get(name, {}))
+        if name in ("dci", "sap") and "n_jobs" not in p:
+            p["n_jobs"] = n_jobs
+        config["params"][name] = copy.deepcopy(p)
+        t0 = time.perf_counter()
+        if name in _SHARED and (cache is not None or protocol == "fdae"):
+            module = _SHARED[name]
+            batch = p.get("batch_size", 16)
+            sizes = module.draw_sizes(**p)
+            if cache is not None:
+                draws, rs_after = cache.draws(seed, sizes, batch)
+            else:
+                rs_after = np.random.RandomState(seed)
+                from disentkit.metrics.sampling import sample_codes
+
+                draws = [sample_codes(ground_truth_data, rep, n, rs_after, batch, encode_batch_size)
+                         for n in sizes]
+            score_params = {k: v for k, v in p.items() if k not in ("num_train", "num_test", "batch_size")}
+            if protocol == "fdae":
+                results[name] = _fdae_score_shared(name, module, draws, rs_after, score_params,
+                                                   groups, fdae_dims)
+            else:
+                results[name] = module.score_draws(draws, rs_after, **score_params)
+        else:
+            if protocol == "fdae":
+                if name == "factor_vae":
+                    p["fit_transform"] = lambda codes: GroupReducer(codes, groups, fdae_dims)
+                else:
+                    raise ValueError(f"metric {name!r} is not part of the FDAE protocol")
+            results[name] = fn(ground_truth_data, rep, np.random.RandomState(seed),
+                               encode_batch_size=encode_batch_size, **p)
+            p.pop("fit_transform", None)
+        timings[name] = time.perf_counter() - t0
+    return {
+        "metrics": results,
+        "config": config,
+        "versions": library_versions(),
+        "timings_s": timings,
+        "encoder": {"calls": counting.calls, "observations": counting.observations},
+    }
+
+
+class _Reduced:
+    """representation -> per-group PCA (DisDiff protocol)."""
+
+    def __init__(self, fn: Any, reducer: GroupReducer) -> None:
+        self.fn = fn
+        self.reducer = reducer
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        from disentkit.metrics.utils import as_numpy
+
+        return self.reducer(as_numpy(self.fn(x))).astype(np.float32)
