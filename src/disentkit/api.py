@@ -50,7 +50,7 @@ def train(
 ) -> Path:
     """Train a run (a :class:`RunConfig`, a plain dict, or a preset name); evaluate it and write
     its report when the config asks for it; return the run directory."""
-    from disentkit.train.engine import run_training
+    from disentkit.training.engine import run_training
 
     config = _as_config(config)
     path = run_training(config, Path(run_dir) if run_dir else None, resume=resume)
@@ -62,7 +62,7 @@ def finish_run(path: Path, config: RunConfig) -> None:
     """After training: evaluation and report on the main process (see ``eval``/``log`` sections)."""
     import json
 
-    from disentkit.train.distributed import is_global_zero
+    from disentkit.training.distributed import is_global_zero
 
     if not is_global_zero():
         return
@@ -84,8 +84,8 @@ def finish_run(path: Path, config: RunConfig) -> None:
 def load_run(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu") -> LoadedRun:
     """Load a run directory's config and final (or latest) weights; EMA weights when present."""
     from disentkit.builders import build_model
-    from disentkit.train.checkpoint import load_checkpoint
-    from disentkit.train.ema import EMA
+    from disentkit.training.checkpoint import load_checkpoint
+    from disentkit.training.ema import EMA
 
     path = Path(path)
     config_path = path / "config.yaml"

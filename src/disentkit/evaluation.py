@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from disentkit.train.checkpoint import write_text_atomic
+from disentkit.training.checkpoint import write_text_atomic
 
 #: the headline number of each metric's result dict, for tables
 HEADLINE = {

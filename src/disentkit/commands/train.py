@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     import disentkit
     from disentkit.config import load_config, load_config_file
-    from disentkit.train.engine import NonFiniteLossError
+    from disentkit.training.engine import NonFiniteLossError
 
     overrides = list(args.overrides)
     if args.data_root:

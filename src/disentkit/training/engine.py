@@ -28,11 +28,11 @@ import torch
 from disentkit.builders import build_dataset, build_model, image_shape_of, to_model_input
 from disentkit.config import RunConfig, save_config
 from disentkit.models.base import Model, OptimiserSpec
-from disentkit.train.checkpoint import load_checkpoint, save_atomic, write_text_atomic
-from disentkit.train.ema import EMA
-from disentkit.train.loggers import JsonlLogger, TensorBoardLogger
-from disentkit.train.sampler import BatchSampler
-from disentkit.train.schedule import lr_multiplier
+from disentkit.training.checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from disentkit.training.ema import EMA
+from disentkit.training.loggers import JsonlLogger, TensorBoardLogger
+from disentkit.training.sampler import BatchSampler
+from disentkit.training.schedule import lr_multiplier
 
 PRECISION = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
 
@@ -228,7 +228,7 @@ class Trainer:
                 self._write_summary("failed", error=f"non-finite loss at step {self.step}")
                 terms = {k: float(v) for k, v in _scalars(losses).items() if v.numel() == 1}
                 raise NonFiniteLossError(
-                    f"the loss became {float(loss)} at step {self.step} (terms: {terms}). Training "
+                    f"the loss became {float(loss.detach())} at step {self.step} (terms: {terms}). Training "
                     f"stopped; the last good checkpoint is kept in {self.run_dir / 'checkpoints'}. "
                     "Lower optim.lr, set train.grad_clip, or check the data; resume with "
                     f"`disentkit train --resume {self.run_dir}` after changing config.yaml."
