@@ -1,0 +1,279 @@
+"""CFASL's learnable symmetry codebook and its regularisers (specs/vae_methods.md §4.8).
+
+Notation (Jung, Jeong & Kim, TMLR 2024): a latent code is a row vector z in R^D. The codebook has
+D *sections* (one per latent dimension), each with P = ``sub_sec`` Lie-algebra elements
+g_{s,p} in R^{D x D}, K = D * P elements in all, stored section-major (k = s * P + p). A codebook
+symmetry acts on z by right multiplication with the group element exp(g_k)
+(``torch.linalg.matrix_exp``); a composite symmetry is exp(sum_k w_k g_k).
+
+Codebook regularisers (weight ``alpha`` in the objective), all on the sampled z of the whole batch
+and on the displacements delta_kb = z_b - z_b exp(g_k):
+
+* :func:`sparsity_loss`: each symmetry moves one coordinate (sum_d delta^2 equals max_d delta^2);
+* :func:`parallel_loss`: within a section all displacements are colinear (-log cos^2);
+* :func:`orthogonal_loss`: displacements of different sections are orthogonal (cos^2);
+* :func:`commutator_loss`: codebook elements commute ([g_i, g_j] = 0).
+
+Everything is vectorised: no Python loop runs over samples, elements or element pairs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: the constant inside CFASL's parallel loss, -log(cos^2 + PARALLEL_EPS)
+PARALLEL_EPS = 1e-9
+
+
+class SymmetryCodebook(nn.Module):
+    """K = D * P learnable Lie-algebra elements, ``elements[s * P + p]`` = g_{s,p} (D x D).
+
+    Initialised from a normal distribution with standard deviation ``init_std`` truncated at
+    +-2 (PyTorch's ``trunc_normal_`` defaults, what CFASL's ``init_weights`` uses).
+    """
+
+    def __init__(self, latent_dim: int, sub_sec: int, init_std: float = 1.0) -> None:
+        super().__init__()
+        if latent_dim < 1 or sub_sec < 1:
+            raise ValueError(
+                f"the symmetry codebook needs latent_dim >= 1 and sub_sec >= 1, got "
+                f"latent_dim={latent_dim}, sub_sec={sub_sec}"
+            )
+        self.latent_dim = latent_dim
+        self.sub_sec = sub_sec
+        self.init_std = init_std
+        self.elements = nn.Parameter(torch.empty(latent_dim * sub_sec, latent_dim, latent_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.trunc_normal_(self.elements, mean=0.0, std=self.init_std, a=-2.0, b=2.0)
+
+    @property
+    def num_elements(self) -> int:
+        return self.latent_dim * self.sub_sec
+
+    def group_elements(self) -> torch.Tensor:
+        """exp(g_k) for every codebook element: (K, D, D)."""
+        return torch.linalg.matrix_exp(self.elements)
+
+    def algebra(self, weights: torch.Tensor) -> torch.Tensor:
+        """The composite Lie-algebra element A = sum_{s,p} w_{s,p} g_{s,p} per row of ``weights``.
+
+        ``weights``: (n, D, P) or (n, K) -> (n, D, D).
+        """
+        flat = weights.reshape(weights.shape[0], self.num_elements)
+        return torch.einsum("nk,kij->nij", flat, self.elements)
+
+    def displacements(self, z: torch.Tensor) -> torch.Tensor:
+        """delta_{s,p,b} = z_b - z_b exp(g_{s,p}): (D, P, B, D) for codes ``z`` of shape (B, D)."""
+        moved = torch.matmul(z.unsqueeze(0), self.group_elements())  # (K, B, D)
+        delta = z.unsqueeze(0) - moved
+        return delta.view(self.latent_dim, self.sub_sec, z.shape[0], self.latent_dim)
+
+
+def act(z: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Right action of group elements on row vectors: z (n, D), group (n, D, D) -> z G (n, D)."""
+    return torch.bmm(z.unsqueeze(1), group).squeeze(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Codebook regularisers
+# ---------------------------------------------------------------------------------------------
+def sparsity_loss(delta: torch.Tensor) -> torch.Tensor:
+    """Factor alignment: mean over (k, b) of (sum_d delta_kbd^2 - max_d delta_kbd^2)^2.
+
+    Zero exactly when every displacement moves at most one latent coordinate.
+    """
+    sq = delta.reshape(-1, delta.shape[-1]).pow(2)
+    return F.mse_loss(sq.sum(-1), sq.max(-1).values)
+
+
+def _unit(vectors: torch.Tensor) -> torch.Tensor:
+    return vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+class _ParallelLoss(torch.autograd.Function):
+    """sum over section blocks of w * -log(c^2 + eps), c = cosines of unit vectors, with a hand
+    written backward: the (S, M, B, B) cosine blocks are built once, kept for the backward, and
+    no autograd intermediate of that size is stored."""
+
+    @staticmethod
+    def forward(ctx, unit, left, right, weight, scale):  # type: ignore[override]
+        ui = unit[:, left]  # (S, M, B, D)
+        uj = unit[:, right]
+        cos = torch.matmul(ui, uj.transpose(-1, -2))  # (S, M, B, B)
+        denom = cos.square().add_(PARALLEL_EPS)
+        per_block = denom.log().sum(dim=(-1, -2))  # (S, M)
+        total = -(per_block * weight).sum() * scale
+        ctx.save_for_backward(unit, left, right, weight, cos, denom)
+        ctx.scale = scale
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        unit, left, right, weight, cos, denom = ctx.saved_tensors
+        # d/dc [-log(c^2 + eps)] = -2c / (c^2 + eps)
+        coef = (-2.0 * ctx.scale) * grad_out * weight  # (M,)
+        g = cos.div(denom).mul_(coef.view(1, -1, 1, 1))  # (S, M, B, B)
+        ui = unit[:, left]
+        uj = unit[:, right]
+        grad_i = torch.matmul(g, uj)
+        grad_j = torch.matmul(g.transpose(-1, -2), ui)
+        grad = torch.zeros_like(unit)
+        grad.index_add_(1, left, grad_i)
+        grad.index_add_(1, right, grad_j)
+        return grad, None, None, None, None
+
+
+def _upper_block_pairs(num: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    left, right = torch.triu_indices(num, num, device=device)
+    weight = torch.where(left == right, 1.0, 2.0).to(device)
+    return left, right, weight
+
+
+def parallel_loss(delta: torch.Tensor) -> torch.Tensor:
+    """Within each section, all P * B displacement vectors are colinear.
+
+    ``delta``: (S, P, B, D). Returns the mean over sections and over all (P B)^2 ordered pairs of
+    a section (self-pairs included) of -log(cos^2 + 1e-9), CFASL's parallel loss. Because the
+    cosine matrix is symmetric, only the P (P + 1) / 2 upper sub-section blocks are computed and
+    the off-diagonal ones count twice (exactly the same value, about half the work).
+    """
+    sections, sub, batch, _ = delta.shape
+    unit = _unit(delta)
+    left, right, weight = _upper_block_pairs(sub, delta.device)
+    scale = 1.0 / (sections * (sub * batch) ** 2)
+    return _ParallelLoss.apply(unit, left, right, weight.to(delta.dtype), scale)
+
+
+def parallel_loss_dense(delta: torch.Tensor) -> torch.Tensor:
+    """The parallel loss written directly from its definition (a test oracle, O(S (PB)^2) memory
+    in autograd); equals :func:`parallel_loss`."""
+    sections, sub, batch, dim = delta.shape
+    unit = _unit(delta.reshape(sections, sub * batch, dim))
+    cos = torch.bmm(unit, unit.transpose(-1, -2))
+    return -torch.log(cos.square() + PARALLEL_EPS).mean()
+
+
+def orthogonal_loss(delta: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+    """Displacements of different sections are orthogonal.
+
+    ``delta``: (S, P, B, D); ``choice``: (S,) the sub-section element picked in each section
+    (CFASL draws it uniformly at random every step). With u the unit displacements of the picked
+    elements (S * B vectors), the loss is the mean over the full (S B)^2 matrix of cos^2 with the
+    same-section blocks set to zero. Computed exactly without that matrix:
+    sum_{i,j} (u_i . u_j)^2 = ||U^T U||_F^2, so the loss is
+    (||U^T U||_F^2 - sum_s ||U_s^T U_s||_F^2) / (S B)^2, O(S B D^2) instead of O((S B)^2 D).
+    """
+    sections, _, batch, dim = delta.shape
+    picked = delta[torch.arange(sections, device=delta.device), choice]  # (S, B, D)
+    unit = _unit(picked)
+    per_section = torch.matmul(unit.transpose(-1, -2), unit)  # (S, D, D)
+    total = per_section.sum(0).square().sum()
+    same = per_section.square().sum()
+    return (total - same) / (sections * batch) ** 2
+
+
+def orthogonal_loss_dense(delta: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+    """:func:`orthogonal_loss` written from its definition (test oracle)."""
+    sections, _, batch, dim = delta.shape
+    picked = delta[torch.arange(sections, device=delta.device), choice].reshape(-1, dim)
+    unit = _unit(picked)
+    cos2 = (unit @ unit.T).square()
+    block = torch.arange(sections, device=delta.device).repeat_interleave(batch)
+    mask = (block[:, None] != block[None, :]).to(cos2.dtype)
+    return (cos2 * mask).mean()
+
+
+def commutator_loss(elements: torch.Tensor) -> torch.Tensor:
+    """sum over element pairs i < j of mean_{ab} ([g_i, g_j]_{ab})^2, [A, B] = AB - BA.
+
+    One batched product over all K^2 ordered pairs; the diagonal commutators are exactly zero and
+    each unordered pair appears twice, hence the factor 1/2.
+    """
+    num, dim, _ = elements.shape
+    products = torch.einsum("iab,jbc->ijac", elements, elements)  # g_i g_j
+    commutators = products - products.transpose(0, 1)
+    return 0.5 * commutators.square().sum() / (dim * dim)
+
+
+def reference_commutator_loss(elements: torch.Tensor, sub_sec: int) -> torch.Tensor:
+    """The commutativity term exactly as the CFASL code computes it (quirk, spec §4.8 item 4).
+
+    The reference reshapes the (K, D, D) codebook into a (D, K D) matrix (which does not place
+    g_j in column block j), multiplies every g_i by it, and loops over the pairs i < j of the
+    first P = ``sub_sec`` elements, swapping blocks (i, j) and (j, i) of a running copy and adding
+    the mean squared difference over the whole (K D)^2 matrix after every swap. The n-th pair in
+    loop order is therefore counted (M - n) times, M = P (P - 1) / 2. Here the same value comes
+    from one batched product and a weighted sum.
+    """
+    num, dim, _ = elements.shape
+    p = min(sub_sec, num)
+    # column block j of the reference's reshaped "basis": flat codebook memory read as (D, K*D)
+    blocks_h = elements.reshape(dim, num, dim).permute(1, 0, 2)[:p]  # (P, D, D)
+    blocks = torch.einsum("iab,jbc->ijac", elements[:p], blocks_h)  # block (i, j) of the product
+    left, right = torch.triu_indices(p, p, offset=1, device=elements.device)
+    pairs = left.numel()
+    if pairs == 0:
+        return elements.sum() * 0.0
+    diff = (blocks[left, right] - blocks[right, left]).square().sum(dim=(-1, -2))  # (M,)
+    repeats = torch.arange(pairs, 0, -1, device=elements.device, dtype=elements.dtype)
+    return 2.0 * (repeats * diff).sum() / (num * dim) ** 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Composite symmetry of a pair (the "group action layer")
+# ---------------------------------------------------------------------------------------------
+class SymmetryPredictor(nn.Module):
+    """One linear layer from the pair's posterior statistics [mu1, sigma1, mu2, sigma2] (4D) to
+    2 D switch logits (off/on per latent dimension) and D * P factor logits (one softmax over the
+    P elements of each section)."""
+
+    def __init__(self, latent_dim: int, sub_sec: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.sub_sec = sub_sec
+        self.linear = nn.Linear(4 * latent_dim, (sub_sec + 2) * latent_dim)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (n, 4D) -> switch logits (n, D, 2), factor logits (n, D, P)."""
+        out = self.linear(features)
+        dim = self.latent_dim
+        switch_logits = out[:, : 2 * dim].reshape(-1, dim, 2)
+        factor_logits = out[:, 2 * dim :].reshape(-1, dim, self.sub_sec)
+        return switch_logits, factor_logits
+
+
+def switch_targets(z1: torch.Tensor, z2: torch.Tensor, th: float) -> torch.Tensor:
+    """Pseudo-labels of the switches: 1 ("on") where |z1_d - z2_d| > th, else 0; (n, D) int64."""
+    return ((z1 - z2).abs() > th).long()
+
+
+def switch_loss(switch_logits: torch.Tensor, targets: torch.Tensor, double_softmax: bool = False
+                ) -> torch.Tensor:
+    """Cross-entropy of the switch logits against the pseudo-labels, summed over pairs and
+    dimensions and divided by the number of pairs.
+
+    ``double_softmax=True`` reproduces the reference, which feeds softmax probabilities (not
+    logits) to ``cross_entropy`` and so applies the softmax twice.
+    """
+    logits = switch_logits.reshape(-1, 2)
+    if double_softmax:
+        logits = torch.softmax(logits, dim=-1)
+    return F.cross_entropy(logits, targets.reshape(-1), reduction="sum") / switch_logits.shape[0]
+
+
+def composite_weights(
+    switch_logits: torch.Tensor, factor_logits: torch.Tensor, tau: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weights w_{s,p} = switch_s * softmax_p(factor logits of section s).
+
+    The switch value is the "on" component of a Gumbel-softmax sample at temperature ``tau``
+    (1e-4 in CFASL: practically a hard 0/1 draw). Returns (weights (n, D, P), switches (n, D),
+    factor probabilities (n, D, P)).
+    """
+    switches = F.gumbel_softmax(switch_logits, tau=tau, dim=-1)[..., 1]
+    probs = torch.softmax(factor_logits, dim=-1)
+    return switches.unsqueeze(-1) * probs, switches, probs
