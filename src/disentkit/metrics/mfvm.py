@@ -72,6 +72,11 @@ def mfvm_votes(
     fixed_sets = np.empty((num_points, num_fixed), dtype=np.int64)
     encoder = BatchEncoder(representation_function, max(encode_batch_size, batch_size))
     high = len(ground_truth_data) - 1 if cfasl_index_range else len(ground_truth_data)
+    if index_sampling == "indices" and batch_size > high:
+        raise ValueError(
+            f"mFVM (CFASL protocol) draws {batch_size} distinct images per sample but only {high} "
+            "can be drawn; lower batch_size"
+        )
     for v in range(num_points):
         fixed = np.sort(random_state.choice(num_factors, num_fixed, replace=False))
         if index_sampling == "indices":

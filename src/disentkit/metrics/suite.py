@@ -14,6 +14,7 @@ codes, see :mod:`disentkit.metrics.groups`).
 from __future__ import annotations
 
 import copy
+import importlib
 import platform
 import time
 from collections.abc import Sequence
@@ -21,12 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from disentkit.metrics import dci as dci_mod
-from disentkit.metrics import irs as irs_mod
-from disentkit.metrics import mig as mig_mod
-from disentkit.metrics import modularity_explicitness as mod_mod
-from disentkit.metrics import sap as sap_mod
-from disentkit.metrics import unsupervised as uns_mod
 from disentkit.metrics.groups import GroupReducer, kmeans_discretize_groups, normalize_groups
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, CodeCache, encode_observations
 from disentkit.registry import METRICS
@@ -35,14 +30,12 @@ __all__ = ["DEFAULT_METRICS", "PRESETS", "evaluate", "library_versions"]
 
 DEFAULT_METRICS = ("beta_vae", "factor_vae", "mig", "sap", "dci")
 
+# (the package re-exports functions under the module names, so look the modules up by path)
 _SHARED = {
-    "mig": mig_mod,
-    "sap": sap_mod,
-    "dci": dci_mod,
-    "modularity_explicitness": mod_mod,
-    "unsupervised": uns_mod,
-    "irs": irs_mod,
+    name: importlib.import_module(f"disentkit.metrics.{name}")
+    for name in ("mig", "sap", "dci", "modularity_explicitness", "unsupervised", "irs")
 }
+mig_mod = _SHARED["mig"]
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "study": {
