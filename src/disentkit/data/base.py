@@ -121,9 +121,22 @@ class GroundTruthData:
     # ---- training path ------------------------------------------------------------------------
     def uint8_batch(self, indices: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 NHWC tensor for flat indices (stays uint8 until it reaches the device)."""
+        device_images = getattr(self, "_device_images", None)
+        if device_images is not None:  # resident on a device after .to(device)
+            return device_images[torch.as_tensor(indices, dtype=torch.long, device=device_images.device)]
         if isinstance(indices, torch.Tensor):
             indices = indices.cpu().numpy()
         return torch.from_numpy(self.uint8_from_indices(indices))
+
+    def to(self, device: str | torch.device) -> GroundTruthData:
+        """Keep the whole uint8 grid on ``device``; ``uint8_batch`` then indexes it there.
+
+        Only for datasets whose ``images_uint8`` row ``i`` is flat index ``i`` (not for datasets
+        that draw randomness per observation).
+        """
+        images = np.ascontiguousarray(self.uint8_from_indices(np.arange(len(self))))
+        self._device_images = torch.from_numpy(images).to(device)
+        return self
 
 
 class ArrayGroundTruthData(GroundTruthData):

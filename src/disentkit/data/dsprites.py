@@ -217,6 +217,12 @@ class _DSpritesVariant(GroundTruthData):
     def observation_shape(self) -> tuple[int, int, int]:
         return (64, 64, 3)
 
+    def to(self, device):
+        """Not supported: observations draw fresh randomness every time they are read."""
+        raise NotImplementedError(
+            f"{self.name} draws randomness per observation and cannot be made device-resident"
+        )
+
     def _binary(self, indices: np.ndarray) -> np.ndarray:
         return self.base.uint8_from_indices(indices)  # (n, 64, 64, 1) in {0, 1}
 

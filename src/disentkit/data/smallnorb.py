@@ -131,6 +131,12 @@ class SmallNORB(GroundTruthData):
     def observation_shape(self) -> tuple[int, int, int]:
         return (64, 64, 1)
 
+    def to(self, device):
+        """Not supported: observations draw fresh randomness every time they are read."""
+        raise NotImplementedError(
+            f"{self.name} draws randomness per observation and cannot be made device-resident"
+        )
+
     def _grid_index(self, factors: np.ndarray, instance: np.ndarray) -> np.ndarray:
         full = np.insert(np.asarray(factors, dtype=np.int64), 1, instance, axis=1)
         return np.ravel_multi_index(full.T, self.grid_sizes)

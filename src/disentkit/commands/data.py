@@ -1,0 +1,76 @@
+"""``disentkit data``: list known datasets and their files, download them, verify checksums.
+
+All three honour ``--data-root`` (else ``DISENTKIT_DATA``, else the user cache folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from disentkit.data.files import FILES, DataFileError, MissingDataError, download, status, verify
+from disentkit.data.root import resolve_data_root
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="list, download and verify dataset files")
+    actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
+    for name, help_text in (
+        ("list", "known datasets, whether their files are present, and where"),
+        ("download", "download a dataset's files (resumes, verifies checksums)"),
+        ("verify", "check the size and checksums of a dataset's files"),
+    ):
+        sub = actions.add_parser(name, help=help_text)
+        if name != "list":
+            sub.add_argument("name", help=f"dataset file set, one of: {', '.join(sorted(FILES))}")
+        sub.add_argument("--data-root", default=None, help="dataset folder (default: $DISENTKIT_DATA)")
+        if name == "download":
+            sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        sub.set_defaults(handler=_handlers()[name])
+    parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
+
+
+def _handlers():
+    return {"list": _list, "download": _download, "verify": _verify}
+
+
+def _list(args: argparse.Namespace) -> int:
+    from disentkit.registry import DATASETS
+
+    root = resolve_data_root(args.data_root)
+    print(f"data root: {root}")
+    for name in DATASETS.names():
+        if not any(key == name or key.startswith(name + "_") for key in FILES):
+            print(f"  {name:<20} no files of its own (procedural, data.path or data.base)")
+    for key in sorted(FILES):
+        rows = status(key, root)
+        present = all(ok for _, ok in rows)
+        how = "download" if all(spec.url for spec, _ in rows) else "manual"
+        print(f"  {key:<20} {'present' if present else 'missing':<8} {how:<8} {root / rows[0][0].final_path}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    root = resolve_data_root(args.data_root)
+    try:
+        paths = download(args.name, root, progress=not args.no_progress and sys.stderr.isatty())
+    except KeyError as err:
+        print(f"disentkit data download: {err.args[0]}", file=sys.stderr)
+        return 2
+    except (MissingDataError, DataFileError) as err:
+        print(f"disentkit data download: {err}", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if args.name not in FILES:
+        print(f"disentkit data verify: unknown '{args.name}'; known: {', '.join(sorted(FILES))}",
+              file=sys.stderr)
+        return 2
+    rows = verify(args.name, resolve_data_root(args.data_root))
+    for path, verdict in rows:
+        print(f"{verdict:<24} {path}" if not verdict.startswith("BAD") else f"{verdict}")
+    return 1 if any(v.startswith(("BAD", "missing")) for _, v in rows) else 0

@@ -1,0 +1,432 @@
+"""Image datasets without ground-truth factors (diffusion methods, CelebA, FFHQ, Bedroom, Chairs, LFW).
+
+They share the training path of every dataset: ``len(data)``, ``data.uint8_batch(indices)``
+(uint8 NHWC), ``data.value_max`` (255) and ``data.observation_shape``. Files are decoded lazily,
+batch by batch, with Pillow; crops and resizes use Pillow/numpy only. With ``cache: true`` each
+decoded image is kept in a uint8 array, so every file is decoded at most once.
+
+Layouts and crops follow specs/datasets.md §1: CelebA ``img_align_celeba`` (178x218) with
+``list_attr_celeba.txt`` (whitespace-split, ±1 -> int8), center crop 148 or the D2C crop
+``img[57:185, 25:153]``; Diff-AE LMDBs (``length`` key; ``None-%07d`` WebP for CelebA,
+``256-%05d`` JPEG for FFHQ, ``256-%07d`` WebP for Bedroom); ``rendered_chairs/<model>/renders/
+image_NNN_pPPP_tTTT_r096.png`` with factors parsed from the file name; LFW
+``<Name>/<Name>_NNNN.jpg`` joined with ``lfw_attributes.txt`` on (person, imagenum), 80 px crop
+per side.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from disentkit.data.files import FILES, DataFileError, MissingDataError, require
+from disentkit.data.root import resolve_data_root
+from disentkit.registry import DATASETS
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+#: the D2C crop box (left, upper, right, lower) = img[57:185, 25:153] (Diff-AE ``d2c_crop``)
+D2C_BOX = (25, 57, 153, 185)
+
+
+def preprocess(image, crop: str, crop_size: int, image_size: int, margin: int = 0) -> np.ndarray:
+    """Crop then resize one PIL image to uint8 (image_size, image_size, 3).
+
+    ``crop``: "center" (a ``crop_size`` square, or the largest square when 0), "d2c" (the D2C
+    box), "margin" (``margin`` pixels off every side) or "none". Resizing uses Lanczos.
+    """
+    from PIL import Image
+
+    image = image.convert("RGB")
+    width, height = image.size
+    if crop == "center":
+        side = crop_size or min(width, height)
+        if side > min(width, height):
+            raise ValueError(f"crop_size {side} is larger than the image ({width}x{height})")
+        left, top = (width - side) // 2, (height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    elif crop == "d2c":
+        image = image.crop(D2C_BOX)
+    elif crop == "margin" and margin:
+        image = image.crop((margin, margin, width - margin, height - margin))
+    if image.size != (image_size, image_size):
+        image = image.resize((image_size, image_size), Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.uint8)
+
+
+class ImageData:
+    """A list of images decoded on demand; subclasses implement :meth:`_open` and ``__len__``."""
+
+    name = "images"
+    value_max = 255
+    crop: str = "center"
+    crop_size: int = 0
+    margin: int = 0
+    image_size: int = 64
+
+    def _setup(self, count: int, cache: bool) -> None:
+        self._count = count
+        self._cache = np.empty((count, *self.observation_shape), np.uint8) if cache else None
+        self._decoded = np.zeros(count, dtype=bool) if cache else None
+        self._device_images: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        return (self.image_size, self.image_size, 3)
+
+    def _open(self, index: int):  # pragma: no cover - subclasses provide it
+        raise NotImplementedError
+
+    def _decode(self, index: int) -> np.ndarray:
+        try:
+            image = self._open(index)
+            return preprocess(image, self.crop, self.crop_size, self.image_size, self.margin)
+        except (OSError, SyntaxError, ValueError) as err:
+            where = self.describe(index)
+            raise DataFileError(f"{self.name}: cannot decode image {index} ({where}): {err}") from err
+
+    def describe(self, index: int) -> str:
+        return f"item {index}"
+
+    def uint8_from_indices(self, indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"{self.name}: index out of range [0, {len(self)})")
+        if self._cache is None or self._decoded is None:
+            return np.stack([self._decode(int(i)) for i in indices]) if len(indices) else (
+                np.empty((0, *self.observation_shape), np.uint8)
+            )
+        missing = np.unique(indices[~self._decoded[indices]])
+        for i in missing:  # decoding is per file; each file is decoded once
+            self._cache[i] = self._decode(int(i))
+        self._decoded[missing] = True
+        return self._cache[indices]
+
+    def uint8_batch(self, indices: np.ndarray | torch.Tensor) -> torch.Tensor:
+        if self._device_images is not None:
+            index = torch.as_tensor(indices, dtype=torch.long, device=self._device_images.device)
+            return self._device_images[index]
+        if isinstance(indices, torch.Tensor):
+            indices = indices.cpu().numpy()
+        return torch.from_numpy(self.uint8_from_indices(indices))
+
+    def to(self, device: str | torch.device) -> ImageData:
+        """Decode everything once and keep it on ``device``; ``uint8_batch`` indexes it there."""
+        everything = self.uint8_from_indices(np.arange(len(self)))
+        self._device_images = torch.from_numpy(everything).to(device)
+        return self
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class _FileImages(ImageData):
+    files: list[Path]
+
+    def _open(self, index: int):
+        from PIL import Image
+
+        return Image.open(self.files[index])
+
+    def describe(self, index: int) -> str:
+        return str(self.files[index])
+
+
+@DATASETS.register("image_folder")
+class ImageFolder(_FileImages):
+    """Every image under a folder (recursively, sorted by path)."""
+
+    @dataclass
+    class Config:
+        #: the folder (absolute, or relative to the data root)
+        path: str = ""
+        image_size: int = 64
+        #: "center": largest centred square (or ``crop_size``); "none": resize only
+        crop: Literal["center", "none"] = "center"
+        crop_size: int = 0
+        cache: bool = False
+
+    name = "image_folder"
+
+    def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
+        config = config if config is not None else self.Config()
+        if not config.path:
+            raise ValueError("image_folder: set data.path to a folder of images")
+        folder = resolve_data_root(data_root) / Path(config.path).expanduser()
+        if not folder.is_dir():
+            raise MissingDataError(f"image_folder: folder {folder} does not exist")
+        self.files = _folder_files(folder)
+        if not self.files:
+            raise DataFileError(f"image_folder: no {'/'.join(IMAGE_SUFFIXES)} files under {folder}")
+        self.image_size, self.crop, self.crop_size = config.image_size, config.crop, config.crop_size
+        self._setup(len(self.files), config.cache)
+
+
+def read_celeba_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """(file names, attribute names, int8 (N, 40) matrix of ±1) from ``list_attr_celeba.txt``."""
+    lines = path.read_text().splitlines()
+    try:
+        count = int(lines[0].strip())
+    except (IndexError, ValueError) as err:
+        raise DataFileError(f"{path}: line 1 should be the image count, found {lines[:1]}") from err
+    names = lines[1].split()
+    rows = [line.split() for line in lines[2:] if line.strip()]
+    if len(rows) != count:
+        raise DataFileError(f"{path}: header says {count} rows, found {len(rows)}")
+    bad = next((r for r in rows if len(r) != len(names) + 1), None)
+    if bad is not None:
+        raise DataFileError(
+            f"{path}: expected a file name and {len(names)} values per row, found {len(bad)} "
+            f"fields in row {bad[:2]}..."
+        )
+    values = np.array([r[1:] for r in rows], dtype=np.int8)
+    return [r[0] for r in rows], names, values
+
+
+@DATASETS.register("celeba")
+class CelebA(_FileImages):
+    """CelebA ``img_align_celeba`` with its 40 binary attributes (``attributes``: int8 ±1)."""
+
+    @dataclass
+    class Config:
+        image_size: int = 64
+        #: "center": ``crop_size`` centred square (148 is the common 64x64 recipe); "d2c": Diff-AE
+        crop: Literal["center", "d2c"] = "center"
+        crop_size: int = 148
+        cache: bool = False
+
+    name = "celeba"
+
+    def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
+        config = config if config is not None else self.Config()
+        root = resolve_data_root(data_root)
+        folder = require("celeba", root, FILES["celeba"][0].path)
+        attr_path = require("celeba", root, FILES["celeba"][1].path)
+        names, self.attribute_names, self.attributes = read_celeba_attributes(attr_path)
+        self.files = [folder / n for n in names]
+        missing = next((f for f in self.files if not f.exists()), None)
+        if missing is not None:
+            raise DataFileError(f"celeba: {attr_path} lists {missing.name}, but {missing} is missing")
+        self.image_size, self.crop, self.crop_size = config.image_size, config.crop, config.crop_size
+        self._setup(len(self.files), config.cache)
+
+
+class _LMDBImages(ImageData):
+    """Diff-AE's LMDB layout: ``b"length"`` and one encoded image per ``key_format % index``."""
+
+    file_key: str = ""
+    key_format: str = ""
+
+    @dataclass
+    class Config:
+        #: explicit LMDB folder; empty: the dataset's default under the data root
+        path: str = ""
+        image_size: int = 64
+        crop: Literal["none", "center", "d2c"] = "none"
+        crop_size: int = 0
+        cache: bool = False
+
+    def __init__(self, config=None, *, data_root: Path | None = None) -> None:
+        config = config if config is not None else self.Config()
+        try:
+            import lmdb
+        except ImportError as err:
+            raise ImportError(
+                f"{self.name} needs the 'lmdb' package: pip install 'disentkit[lmdb]'"
+            ) from err
+        if config.path:
+            self.path = Path(config.path).expanduser()
+            if not self.path.exists():
+                raise MissingDataError(f"{self.name}: data.path {self.path} does not exist")
+        else:
+            self.path = require(self.file_key, resolve_data_root(data_root))
+        try:
+            self._env = lmdb.open(
+                str(self.path), readonly=True, lock=False, readahead=False, meminit=False,
+                subdir=self.path.is_dir(),
+            )
+        except lmdb.Error as err:
+            raise DataFileError(f"{self.path}: not a readable LMDB ({err})") from err
+        with self._env.begin() as txn:
+            raw = txn.get(b"length")
+        if raw is None:
+            raise DataFileError(f"{self.path}: expected a b'length' key (Diff-AE layout), none found")
+        try:
+            count = int(raw.decode("utf-8"))
+        except ValueError as err:
+            raise DataFileError(f"{self.path}: b'length' should be an integer, found {raw!r}") from err
+        self.image_size, self.crop, self.crop_size = config.image_size, config.crop, config.crop_size
+        self._setup(count, config.cache)
+
+    def key(self, index: int) -> bytes:
+        return (self.key_format % index).encode("utf-8")
+
+    def describe(self, index: int) -> str:
+        return f"{self.path} key {self.key(index).decode()}"
+
+    def _open(self, index: int):
+        from PIL import Image
+
+        with self._env.begin() as txn:
+            value = txn.get(self.key(index))
+        if value is None:
+            raise DataFileError(f"{self.path}: key {self.key(index)!r} missing (length says {len(self)})")
+        return Image.open(io.BytesIO(value))
+
+
+@DATASETS.register("celeba_lmdb")
+class CelebALMDB(_LMDBImages):
+    """Diff-AE ``celeba.lmdb``: WebP at 178x218, keys ``None-%07d``; D2C crop to 64 by default."""
+
+    @dataclass
+    class Config(_LMDBImages.Config):
+        crop: Literal["none", "center", "d2c"] = "d2c"
+
+    name, file_key, key_format = "celeba_lmdb", "celeba_lmdb", "None-%07d"
+
+
+@DATASETS.register("ffhq_lmdb")
+class FFHQLMDB(_LMDBImages):
+    """Diff-AE ``ffhq256.lmdb``: JPEG 256x256, keys ``256-%05d`` (Diff-AE tests on the first 10k)."""
+
+    name, file_key, key_format = "ffhq_lmdb", "ffhq_lmdb", "256-%05d"
+
+
+@DATASETS.register("bedroom_lmdb")
+class BedroomLMDB(_LMDBImages):
+    """Diff-AE ``bedroom256.lmdb``: WebP 256x256, keys ``256-%07d``."""
+
+    name, file_key, key_format = "bedroom_lmdb", "bedroom_lmdb", "256-%07d"
+
+
+CHAIR_PATTERN = re.compile(r"image_\d+_p(\d+)_t(\d+)_r\d+\.png$")
+
+
+@DATASETS.register("chairs3d")
+class Chairs3D(_FileImages):
+    """3D Chairs renders; ``factors`` (N, 3) int64 = (chair, elevation, azimuth) class indices
+    parsed from the directory and the ``pPPP``/``tTTT`` parts of the file name."""
+
+    @dataclass
+    class Config:
+        #: explicit ``rendered_chairs`` folder; empty: ``<data root>/chairs3d/rendered_chairs``
+        path: str = ""
+        image_size: int = 64
+        crop: Literal["center", "none"] = "center"
+        crop_size: int = 0
+        cache: bool = False
+
+    name = "chairs3d"
+    factor_names = ("chair", "elevation", "azimuth")
+
+    def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
+        config = config if config is not None else self.Config()
+        if config.path:
+            folder = Path(config.path).expanduser()
+            if not folder.is_dir():
+                raise MissingDataError(f"chairs3d: data.path {folder} does not exist")
+        else:
+            folder = require("chairs3d", resolve_data_root(data_root))
+        entries = []
+        for path in sorted(folder.glob("*/renders/*.png")):
+            match = CHAIR_PATTERN.search(path.name)
+            if match:
+                entries.append((path.parent.parent.name, int(match[1]), int(match[2]), path))
+        if not entries:
+            raise DataFileError(
+                f"chairs3d: no <model>/renders/image_NNN_pPPP_tTTT_rRRR.png files under {folder}"
+            )
+        self.files = [e[3] for e in entries]
+        columns = []
+        self.factor_values = []
+        for k in range(3):
+            values, classes = np.unique([e[k] for e in entries], return_inverse=True)
+            self.factor_values.append(values)
+            columns.append(classes)
+        self.factors = np.stack(columns, axis=1).astype(np.int64)
+        self.image_size, self.crop, self.crop_size = config.image_size, config.crop, config.crop_size
+        self._setup(len(self.files), config.cache)
+
+
+def read_lfw_attributes(path: Path) -> tuple[list[str], dict[tuple[str, int], np.ndarray]]:
+    """Attribute names and {(person, imagenum): float32 scores} from ``lfw_attributes.txt``."""
+    header: list[str] | None = None
+    table: dict[tuple[str, int], np.ndarray] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            fields = [f.strip() for f in line.lstrip("#").split("\t") if f.strip()]
+            if fields[:2] == ["person", "imagenum"]:
+                header = fields
+            continue
+        if header is None:
+            raise DataFileError(f"{path}: data before the '#\\tperson\\timagenum...' header line")
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            raise DataFileError(
+                f"{path}: expected {len(header)} tab-separated fields, found {len(fields)} in "
+                f"{line[:60]!r}"
+            )
+        table[(fields[0], int(fields[1]))] = np.asarray(fields[2:], dtype=np.float32)
+    if header is None:
+        raise DataFileError(f"{path}: no header line starting '#' with person, imagenum")
+    return header[2:], table
+
+
+@DATASETS.register("lfw")
+class LFW(_FileImages):
+    """LFW (deep-funneled by default) with Kumar et al.'s attributes joined on (person, imagenum).
+
+    ``attributes`` is float32 (N, 73); images without attributes are dropped unless
+    ``require_attributes`` is false (their rows are NaN then).
+    """
+
+    @dataclass
+    class Config:
+        #: explicit image folder; empty: ``<data root>/lfw/lfw-deepfunneled``
+        path: str = ""
+        image_size: int = 64
+        #: pixels cropped off every side before resizing
+        margin: int = 80
+        require_attributes: bool = True
+        cache: bool = False
+
+    name = "lfw"
+
+    def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
+        config = config if config is not None else self.Config()
+        root = resolve_data_root(data_root)
+        if config.path:
+            folder = Path(config.path).expanduser()
+            if not folder.is_dir():
+                raise MissingDataError(f"lfw: data.path {folder} does not exist")
+        else:
+            folder = require("lfw", root, FILES["lfw"][0].final_path)
+        self.attribute_names, table = read_lfw_attributes(
+            require("lfw", root, FILES["lfw"][1].path)
+        )
+        files, rows = [], []
+        for path in sorted(folder.glob("*/*.jpg")):
+            person, _, number = path.stem.rpartition("_")
+            key = (person.replace("_", " "), int(number))
+            scores = table.get(key)
+            if scores is None and config.require_attributes:
+                continue
+            files.append(path)
+            rows.append(scores if scores is not None else np.full(len(self.attribute_names), np.nan))
+        if not files:
+            raise DataFileError(f"lfw: no <Name>/<Name>_NNNN.jpg images with attributes under {folder}")
+        self.files = files
+        self.attributes = np.stack(rows).astype(np.float32)
+        self.image_size, self.crop, self.margin = config.image_size, "margin", config.margin
+        self._setup(len(files), config.cache)
