@@ -34,6 +34,7 @@ The reference also hard-codes P = 16 whatever ``--sub_sec`` says: set ``sub_sec:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -41,7 +42,15 @@ import torch
 import torch.nn.functional as F
 
 from disentkit.models.base import OptimiserSpec
-from disentkit.models.losses import kl_normal_per_dim, reconstruction_loss, reparameterise
+from disentkit.models.betatcvae import BetaTCVAE, BetaTCVAEConfig
+from disentkit.models.clgvae import CLGVAE, CLGVAEConfig
+from disentkit.models.controlvae import ControlVAE, ControlVAEConfig, setpoint
+from disentkit.models.losses import (
+    capacity,
+    kl_normal_per_dim,
+    reconstruction_loss,
+    reparameterise,
+)
 from disentkit.models.symmetry import (
     SymmetryCodebook,
     SymmetryPredictor,
@@ -182,53 +191,49 @@ class CFASLMixin:
                 f"of at least 2 images; got {size}. Set train.batch_size to an even number."
             )
 
-    def cfasl_base_terms(
-        self, batch: torch.Tensor, step: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any, dict[str, torch.Tensor]]:
-        """The base model's encoder pass: (mean, logvar, z, finish, logs).
+    def cfasl_base_terms(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, ...]:
+        """The base model's encoder pass: (mean, logvar, z, finish).
 
-        ``finish(logits_2b)`` receives the decoder output on [z ; transformed z] and returns
-        (base loss, reconstruction, decoder-equivariance term, logs).
+        ``finish(transformed)`` runs the decoder once on the 2B codes [z ; transformed] and
+        returns (base objective, decoder-equivariance term, logged terms). Override both for a
+        base whose objective needs more than (mean, logvar, z, KL), as the CLG-VAE does.
         """
         mean, logvar = self.posterior(batch)  # type: ignore[attr-defined]
         z = reparameterise(mean, logvar)
         likelihood = self.config.likelihood
         size = batch.shape[0]
 
-        def finish(logits: torch.Tensor):
+        def finish(transformed: torch.Tensor):
+            logits = self.decoder(torch.cat([z, transformed]))  # type: ignore[attr-defined]
             rec = reconstruction_loss(logits[:size], batch, likelihood)
             dec_eq = reconstruction_loss(logits[size:], batch, likelihood)
             kl_per_dim = kl_normal_per_dim(mean, logvar)
             extra: dict[str, torch.Tensor] = {}
             reg = self.regulariser(mean, logvar, z, kl_per_dim, step, extra)  # type: ignore[attr-defined]
-            logs = {"reconstruction": rec, "kl": kl_per_dim.sum(), "kl_per_dim": kl_per_dim, **extra}
+            logs = {"reconstruction": rec, "kl": kl_per_dim.sum(), "kl_per_dim": kl_per_dim,
+                    **extra}
             return rec + reg, dec_eq, logs
 
-        return mean, logvar, z, finish, {}
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)  # type: ignore[attr-defined]
+        return mean, logvar, z, finish
 
     def training_losses(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         self._check_pairs(batch)
         cfg = self.config
-        mean, logvar, z, finish, pre_logs = self.cfasl_base_terms(batch, step)
+        mean, logvar, z, finish = self.cfasl_base_terms(batch, step)
         sym = self.symmetry_terms(mean, logvar, z)
-        logits = self.decode_logits(torch.cat([z, sym.transformed]))
-        base_loss, dec_eq, logs = finish(logits)
+        base_loss, dec_eq, logs = finish(sym.transformed)
         codebook = sym.sparsity + sym.parallel + sym.orthogonal + sym.commutator
         loss = (base_loss + cfg.alpha * codebook + cfg.gamma * sym.switch
                 + cfg.lamb * sym.encoder_equivariance + cfg.epsilon * dec_eq)
         eye = torch.eye(z.shape[1], device=z.device, dtype=z.dtype)
         with torch.no_grad():
-            on = sym.switches.round()
             stats = {
                 "switch_target_on": sym.targets.float().mean(),
-                "switch_accuracy": (on == sym.targets).float().mean(),
+                "switch_accuracy": (sym.switches.round() == sym.targets).float().mean(),
                 "symmetry_identity_gap": (sym.group - eye).abs().sum(dim=(-1, -2)).mean(),
             }
         return {
-            "loss": loss, **pre_logs, **logs,
+            "loss": loss, **logs,
             "codebook_sparsity": sym.sparsity, "codebook_parallel": sym.parallel,
             "codebook_orthogonal": sym.orthogonal, "codebook_commutator": sym.commutator,
             "switch": sym.switch, "equivariance_encoder": sym.encoder_equivariance,
@@ -280,3 +285,125 @@ class CFASLBetaVAEConfig(BetaVAEConfig, CFASLOptions):
 
 
 CFASLBetaVAE = make_cfasl(BetaVAE, CFASLBetaVAEConfig, "cfasl_betavae")
+
+
+@dataclass
+class CFASLBetaTCVAEConfig(BetaTCVAEConfig, CFASLOptions):
+    """beta-TCVAE + CFASL (CF ``groupbetatcvae``): REC + mi_weight MI + beta TC + dwkl_weight dwKL
+    + CFASL terms. ``alpha`` and ``gamma`` are CFASL's weights here (codebook, switch), as in the
+    reference's objective, so the MI and dimension-wise KL weights have their own names."""
+
+    #: weight of the mutual-information term (the base model's ``alpha``; CF: 1)
+    mi_weight: float = 1.0
+    #: weight of the dimension-wise KL term (the base model's ``gamma``; CF: 1)
+    dwkl_weight: float = 1.0
+
+
+class CFASLBetaTCVAE(make_cfasl(BetaTCVAE, CFASLBetaTCVAEConfig)):
+    """CFASL over beta-TCVAE (MSS or MWS estimator of the base model)."""
+
+    def __init__(self, config: CFASLBetaTCVAEConfig, image_shape: tuple[int, int, int]) -> None:
+        super().__init__(config, image_shape)
+        self._tc_config = dataclasses.replace(config, alpha=config.mi_weight,
+                                              gamma=config.dwkl_weight)
+
+    def regulariser(self, mean, logvar, z, kl_per_dim, step, extra):  # noqa: D102
+        # the base regulariser reads alpha/gamma from self.config: give it the TC weights
+        cfasl_config, self.config = self.config, self._tc_config
+        try:
+            return super().regulariser(mean, logvar, z, kl_per_dim, step, extra)
+        finally:
+            self.config = cfasl_config
+
+
+MODELS.register("cfasl_betatcvae")(CFASLBetaTCVAE)
+
+
+@dataclass
+class CFASLControlVAEConfig(ControlVAEConfig, CFASLOptions):
+    """ControlVAE + CFASL (CF ``groupcontrolvae``): REC + beta_PI(t) KL + CFASL terms."""
+
+    #: CF's controller bug: its anti-windup test reads a variable that is never updated, so the
+    #: integral never accumulates and beta = clamp(beta_min + P) with a gradient through P
+    quirk_frozen_integral: bool = False
+
+
+class CFASLControlVAE(make_cfasl(ControlVAE, CFASLControlVAEConfig)):
+    """CFASL over ControlVAE (PI-controlled beta, controller state in buffers)."""
+
+    def regulariser(self, mean, logvar, z, kl_per_dim, step, extra):  # noqa: D102
+        if not self._quirk("quirk_frozen_integral"):
+            return super().regulariser(mean, logvar, z, kl_per_dim, step, extra)
+        cfg = self.config
+        kl = kl_per_dim.sum()
+        target = setpoint(step, cfg)
+        p_term = cfg.kp * torch.sigmoid(kl - target)  # Kp / (1 + exp(C - KL)), not detached (CF)
+        beta = (p_term + cfg.beta_min).clamp(min=cfg.beta_min, max=cfg.beta_max)
+        extra["beta"] = beta.detach()
+        extra["setpoint"] = torch.tensor(target)
+        return beta * kl
+
+
+MODELS.register("cfasl_controlvae")(CFASLControlVAE)
+
+
+@dataclass
+class CFASLCLGVAEConfig(CLGVAEConfig, CFASLOptions):
+    """Commutative Lie Group VAE + CFASL (CF ``groupcommutativevae``): REC + beta KL + CLG group
+    loss + CFASL terms; the codebook acts on z, and [z ; transformed z] go through the Lie
+    decoder (exp of the learnt basis, then the post-exp network) in one 2B pass."""
+
+    #: CF's CLG variant never decodes the transformed codes: its "decoder equivariance" term is
+    #: the plain reconstruction of x from z
+    quirk_clg_plain_decoder_term: bool = False
+
+
+class CFASLCLGVAE(make_cfasl(CLGVAE, CFASLCLGVAEConfig)):
+    """CFASL over the Commutative Lie Group VAE."""
+
+    def cfasl_base_terms(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, ...]:
+        cfg = self.config
+        mean, logvar, group_enc = self.encoder.features(batch)
+        z = reparameterise(mean, logvar)
+        size = batch.shape[0]
+
+        def finish(transformed: torch.Tensor):
+            plain = self._quirk("quirk_clg_plain_decoder_term")
+            use_eg = self.training and bool(torch.rand(()) < cfg.forward_eg_prob)
+            group_dec = self.decoder.group_element(z if plain else torch.cat([z, transformed]))
+            if plain:  # decode z (for the "equivariance" term) and gE when REC uses it
+                feats = torch.cat([group_dec, group_enc]) if use_eg else group_dec
+            else:
+                first = group_enc if use_eg else group_dec[:size]
+                feats = torch.cat([first, group_dec[size:]])
+            logits = self.decoder.decode_group(feats)
+            if plain:
+                dec_eq = reconstruction_loss(logits[:size], batch, cfg.likelihood)
+                rec = reconstruction_loss(logits[size:], batch, cfg.likelihood) if use_eg else dec_eq
+            else:
+                rec = reconstruction_loss(logits[:size], batch, cfg.likelihood)
+                dec_eq = reconstruction_loss(logits[size:], batch, cfg.likelihood)
+            kl_per_dim = kl_normal_per_dim(mean, logvar)
+            kl = kl_per_dim.sum()
+            logs: dict[str, torch.Tensor] = {}
+            if cfg.capacity_c_max is not None:
+                c = capacity(step, cfg.capacity_c_max, cfg.capacity_ramp_steps)
+                kl_term = cfg.beta * (kl - c).abs()
+                logs["capacity"] = torch.tensor(c)
+            else:
+                kl_term = cfg.beta * kl
+            group_rec = (group_enc - group_dec[:size]).pow(2).sum(1).mean()
+            hessian, commute = self.decoder.basis_penalties(cfg.commutator)
+            base = (rec + kl_term + cfg.hy_rec * group_rec + cfg.hy_hes * hessian
+                    + cfg.hy_commute * commute)
+            logs.update({
+                "reconstruction": rec, "kl": kl, "kl_per_dim": kl_per_dim,
+                "group_rec": group_rec.detach(), "hessian": hessian.detach(),
+                "commute": commute.detach(), "forward_eg": torch.tensor(float(use_eg)),
+            })
+            return base, dec_eq, logs
+
+        return mean, logvar, z, finish
+
+
+MODELS.register("cfasl_commutativevae")(CFASLCLGVAE)
