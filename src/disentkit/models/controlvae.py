@@ -11,9 +11,17 @@ a set-point C(t):
     I(t) = I(t-1) - Ki * e(t)                      (accumulates while KL > C)
     beta(t) = clamp(P(t) + I(t) + beta_min, beta_min, beta_max)
 
-Anti-windup (the paper's Algorithm 1, CV's code for the lower bound): when the previous
-*unclamped* output left [beta_min, beta_max], I is held (``I(t) = I(t-1)``). The initial previous
-output is taken as beta_min, so the integral accumulates from the first step.
+Anti-windup (``anti_windup``):
+
+* ``reference`` (the paper's Algorithm 1; CV's code for the lower bound): when the previous
+  *unclamped* output left [beta_min, beta_max], I is held (``I(t) = I(t-1)``). Note that with
+  this rule the integral can stay frozen for good once ``|I|`` exceeds Kp beyond a bound, since
+  only P (in (0, Kp)) can bring the output back;
+* ``conditional`` (textbook conditional integration): I is held only when the update would push
+  the output further into saturation (previous output above beta_max and e < 0, or below
+  beta_min and e > 0); otherwise it integrates, so the controller can always unwind.
+
+The initial previous output is taken as beta_min, so the integral accumulates from step 0.
 
 Set-point schedules (``setpoint_schedule``):
 
@@ -65,6 +73,9 @@ class ControlVAEConfig(VAEConfig):
     beta_min: float = 1.0
     #: upper clamp of beta (null: none, as in CV's disentangling code; CFASL uses 100)
     beta_max: float | None = None
+    #: reference: hold I while the previous output is out of bounds (paper/CV); conditional:
+    #: hold I only when integrating would push further into saturation
+    anti_windup: Literal["reference", "conditional"] = "reference"
 
 
 def setpoint(step: int, cfg: ControlVAEConfig) -> float:
@@ -83,8 +94,8 @@ def setpoint(step: int, cfg: ControlVAEConfig) -> float:
 
 
 def pi_update(kl: torch.Tensor, target: float, integral: torch.Tensor, prev_output: torch.Tensor,
-              kp: float, ki: float, beta_min: float, beta_max: float | None
-              ) -> dict[str, torch.Tensor]:
+              kp: float, ki: float, beta_min: float, beta_max: float | None,
+              anti_windup: str = "reference") -> dict[str, torch.Tensor]:
     """One step of the PI controller (pure function of tensors; see module doc).
 
     Returns ``beta`` (clamped), ``output`` (unclamped P + I + beta_min), ``integral`` (new I),
@@ -93,7 +104,13 @@ def pi_update(kl: torch.Tensor, target: float, integral: torch.Tensor, prev_outp
     upper = math.inf if beta_max is None else beta_max
     error = target - kl
     p_term = kp * torch.sigmoid(-error)  # Kp / (1 + exp(e)), overflow-free
-    windup = (prev_output < beta_min) | (prev_output > upper)
+    below, above = prev_output < beta_min, prev_output > upper
+    if anti_windup == "reference":
+        windup = below | above
+    elif anti_windup == "conditional":
+        windup = (below & (error > 0)) | (above & (error < 0))
+    else:
+        raise ValueError(f"anti_windup must be 'reference' or 'conditional', got {anti_windup!r}")
     new_integral = torch.where(windup, integral, integral - ki * error)
     output = p_term + new_integral + beta_min
     beta = output.clamp(min=beta_min, max=None if beta_max is None else beta_max)
@@ -119,7 +136,8 @@ class ControlVAE(GaussianVAE):
         target = setpoint(step, cfg)
         if self.training:
             out = pi_update(kl.detach().to(torch.float64), target, self.integral,
-                            self.prev_output, cfg.kp, cfg.ki, cfg.beta_min, cfg.beta_max)
+                            self.prev_output, cfg.kp, cfg.ki, cfg.beta_min, cfg.beta_max,
+                            cfg.anti_windup)
             self.integral.copy_(out["integral"])
             self.prev_output.copy_(out["output"])
             self.beta.copy_(out["beta"])
