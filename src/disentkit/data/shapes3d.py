@@ -54,6 +54,13 @@ class Shapes3D(StoredGrid):
                 f"{self.path}: not a readable HDF5 file ({err}); it may be truncated, delete it "
                 "and run `disentkit data download shapes3d`"
             ) from err
+        try:
+            self._open_images(config.in_memory)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _open_images(self, in_memory: bool) -> None:
         missing = [k for k in ("images", "labels") if k not in self._file]
         if missing:
             raise DataFileError(
@@ -64,7 +71,7 @@ class Shapes3D(StoredGrid):
         images, labels = self._file["images"], self._file["labels"]
         expect_array(self.path, "images", (n, *self.image_shape), np.uint8, images.shape, images.dtype)
         expect_array(self.path, "labels", (n, 6), np.float64, labels.shape, labels.dtype)
-        if config.in_memory:
+        if in_memory:
             self._images = np.empty(images.shape, dtype=np.uint8)
             step = 20000
             try:
@@ -76,6 +83,10 @@ class Shapes3D(StoredGrid):
             self._file.close()
         else:
             self._images = images
+
+    def close(self) -> None:
+        """Close the HDF5 file (only open when ``in_memory`` is false)."""
+        self._file.close()
 
     def uint8_from_indices(self, indices: np.ndarray) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
