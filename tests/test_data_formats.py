@@ -250,7 +250,8 @@ def test_cars3d_mat_and_list_order(tmp_path: Path) -> None:
     assert (folder / "cars3d_64.npy").exists()
     (folder / "cars3d_64.npy").unlink()
     scipy.io.savemat(folder / "car_003_mesh.mat", {"im": np.zeros((64, 64, 3, 24, 4), np.uint8)})
-    with pytest.raises(DataFileError, match=r"car_003_mesh.mat: 'im' should be uint8 of shape \(128, 128, 3, 24, 4\)"):
+    expected = r"car_003_mesh.mat: 'im' should be uint8 of shape \(128, 128, 3, 24, 4\)"
+    with pytest.raises(DataFileError, match=expected):
         TinyCars3D(data_root=tmp_path)
     (folder / "list.txt").write_text("car_007_mesh\n")
     with pytest.raises(DataFileError, match="expected 2 car names, found 1"):
