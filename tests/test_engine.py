@@ -184,3 +184,35 @@ def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path: Path) -
     first = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[0])
     first_single = json.loads((tmp_path / "single" / "metrics.jsonl").read_text().splitlines()[0])
     assert first["loss"] == pytest.approx(first_single["loss"], rel=1e-5)
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path: Path) -> None:
+    run_dir = disentkit.train(_config(tmp_path, "train.steps=4", "train.precision=bf16-mixed",
+                                      "name=bf16"))
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    # Weights stay float32 under mixed precision.
+    assert all(v.dtype == torch.float32 for v in _weights(run_dir).values() if v.is_floating_point())
+
+
+def test_tensorboard_logging_writes_event_file(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    run_dir = disentkit.train(_config(tmp_path, "train.steps=2", "log.tensorboard=true",
+                                      "name=tb"))
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun test is for POSIX")
+def test_torchrun_launch_is_detected(tmp_path: Path) -> None:
+    """Under torchrun the engine joins the launcher's processes instead of starting its own."""
+    toy_base = [x for x in BASE if not x.startswith("model.")]
+    args = [*toy_base, "model.name=toy_ae", "train.steps=2", f"out_dir={tmp_path}",
+            "train.devices=2", "train.strategy=ddp", "name=trun"]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+         "-m", "disentkit", "train", *args],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "trun" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["step"] == 2
