@@ -1,0 +1,212 @@
+"""The four CFASL models (specs/vae_methods.md §4.8): objective wiring, pairing, optimiser groups,
+reference-quirk options, smoke presets through the CLI, and mFVM on a trained run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from disentkit.config import load_config, preset_names
+from disentkit.registry import MODELS
+
+CFASL_MODELS = ["cfasl_betavae", "cfasl_betatcvae", "cfasl_controlvae", "cfasl_commutativevae"]
+
+
+def _model(name: str, **params):
+    cls = MODELS.get(name)
+    base = {"latent_dim": 4, "sub_sec": 3, "likelihood": "bernoulli"}
+    if name == "cfasl_commutativevae":
+        base.update(architecture="clg", subgroup_sizes=[16], subspace_sizes=[4], forward_eg_prob=0.0)
+    else:
+        base.update(architecture="dlib")
+    if name == "cfasl_betatcvae":
+        base["dataset_size"] = 1000
+    base.update(params)
+    torch.manual_seed(0)
+    return cls(cls.Config(**base), (1, 32, 32))
+
+
+def _batch(size: int = 8) -> torch.Tensor:
+    return (torch.rand(size, 1, 32, 32, generator=torch.Generator().manual_seed(1)) > 0.7).float()
+
+
+@pytest.mark.parametrize("name", CFASL_MODELS)
+def test_objective_is_base_plus_weighted_cfasl_terms(name):
+    model = _model(name, alpha=0.3, gamma=0.7, lamb=1.3, epsilon=0.05)
+    torch.manual_seed(5)
+    out = model.training_losses(_batch(), step=0)
+    # the decoder term reconstructs the whole batch, the switch term is per pair
+    for key in ("codebook_sparsity", "codebook_parallel", "codebook_orthogonal",
+                "codebook_commutator", "switch", "equivariance_encoder", "equivariance_decoder"):
+        assert torch.isfinite(out[key]) and out[key].ndim == 0, key
+    cfasl = (0.3 * (out["codebook_sparsity"] + out["codebook_parallel"] + out["codebook_orthogonal"]
+                    + out["codebook_commutator"]) + 0.7 * out["switch"]
+             + 1.3 * out["equivariance_encoder"] + 0.05 * out["equivariance_decoder"])
+    model0 = _model(name, alpha=0.0, gamma=0.0, lamb=0.0, epsilon=0.0)
+    torch.manual_seed(5)
+    base = model0.training_losses(_batch(), step=0)["loss"]
+    torch.testing.assert_close(out["loss"], base + cfasl, rtol=1e-5, atol=1e-3)
+    out["loss"].backward()
+    assert model.codebook.elements.grad is not None
+    assert model.predictor.linear.weight.grad is not None
+
+
+def test_decoder_runs_once_on_the_doubled_batch_and_targets_the_swapped_pairs():
+    model = _model("cfasl_betavae")
+    calls = []
+    model.decoder.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    with torch.no_grad():
+        model.codebook.elements.zero_()  # G = I: transformed codes are [z2 ; z1]
+    torch.manual_seed(3)
+    out = model.training_losses(_batch(8), step=0)
+    assert calls == [16]
+    # with G = I the encoder term is MSE(z1, z2) + MSE(z2, z1)
+    assert out["symmetry_identity_gap"].item() == pytest.approx(0.0, abs=1e-6)
+    assert out["codebook_sparsity"].item() == 0.0
+
+
+def test_odd_batch_is_rejected_with_advice():
+    model = _model("cfasl_betavae")
+    with pytest.raises(ValueError, match="even batch"):
+        model.training_losses(_batch(7), step=0)
+
+
+def test_head_gets_its_own_learning_rate_and_every_parameter_is_optimised_once():
+    model = _model("cfasl_betavae", head_lr=2e-5)
+    specs = model.optimiser_specs()
+    groups = [g for s in specs for g in s.param_groups]
+    seen = [id(p) for g in groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for p in model.parameters())
+    head = [g for g in groups if g.get("lr") == 2e-5]
+    assert len(head) == 1
+    assert {id(p) for p in head[0]["params"]} == {id(p) for p in model.predictor.parameters()}
+
+
+def test_cfasl_init_draws_head_biases_from_u01():
+    model = _model("cfasl_betavae", init="xavier_u01")
+    bias = model.predictor.linear.bias.detach()
+    assert bias.min() >= 0.0 and bias.max() <= 1.0 and bias.std() > 0.1
+    assert model.decoder.fc[0].bias.detach().min() >= 0.0
+
+
+def test_betatcvae_weights_mi_and_dwkl_with_their_own_names():
+    cfasl = _model("cfasl_betatcvae", alpha=5.0, gamma=7.0, mi_weight=1.0, dwkl_weight=1.0, beta=3.0)
+    base_cls = MODELS.get("betatcvae")
+    base = base_cls(base_cls.Config(latent_dim=4, architecture="dlib", beta=3.0, dataset_size=1000),
+                    (1, 32, 32))
+    mean, logvar = torch.randn(8, 4), torch.randn(8, 4) * 0.1
+    z = mean + torch.randn(8, 4)
+    kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).mean(0)
+    torch.testing.assert_close(cfasl.regulariser(mean, logvar, z, kl, 0, {}),
+                               base.regulariser(mean, logvar, z, kl, 0, {}))
+    assert cfasl.config.alpha == 5.0  # restored after the call
+
+
+def test_controlvae_frozen_integral_quirk():
+    fixed = _model("cfasl_controlvae", kl_target=0.5, setpoint_schedule="constant")
+    quirk = _model("cfasl_controlvae", kl_target=0.5, setpoint_schedule="constant",
+                   quirk_frozen_integral=True)
+    for step in range(3):
+        fixed.training_losses(_batch(), step)
+        out = quirk.training_losses(_batch(), step)
+    assert fixed.integral.item() != 0.0  # the PI controller integrates
+    assert quirk.integral.item() == 0.0
+    assert 1.0 <= out["beta"].item() <= 1.0 + 0.01  # beta = 1 + P, P < Kp
+
+
+def _decoded_sizes(model) -> list[int]:
+    sizes: list[int] = []
+    model.decoder.post_exp.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
+    with torch.no_grad():  # a basis large enough that different codes decode differently
+        for basis in model.decoder.bases:
+            basis.normal_(0.0, 0.3)
+    return sizes
+
+
+def test_clg_decodes_transformed_codes_unless_the_plain_decoder_quirk_is_on():
+    model = _model("cfasl_commutativevae")
+    sizes = _decoded_sizes(model)
+    out = model.training_losses(_batch(8), 0)
+    assert sizes == [16]  # [z ; transformed z] through the Lie decoder once
+    assert out["equivariance_decoder"].item() != out["reconstruction"].item()
+    quirk = _model("cfasl_commutativevae", quirk_clg_plain_decoder_term=True)
+    sizes = _decoded_sizes(quirk)
+    out = quirk.training_losses(_batch(8), 0)
+    assert sizes == [8]  # CF: only z is decoded and its reconstruction counted twice
+    assert out["equivariance_decoder"].item() == out["reconstruction"].item()
+
+
+def test_quirk_flags_change_the_reference_behaviours():
+    torch.manual_seed(0)
+    x = _batch()
+    plain = _model("cfasl_betavae")
+    quirky = _model("cfasl_betavae", reference_quirks=True)
+    quirky.load_state_dict(plain.state_dict())
+    torch.manual_seed(2)
+    a = plain.training_losses(x, 0)
+    torch.manual_seed(2)
+    b = quirky.training_losses(x, 0)
+    torch.testing.assert_close(a["reconstruction"], b["reconstruction"])
+    assert a["codebook_commutator"].item() != b["codebook_commutator"].item()
+    assert a["switch"].item() != b["switch"].item()
+    plain.eval()
+    quirky.eval()
+    torch.testing.assert_close(plain.encode(x), plain.encode(x))
+    assert not torch.equal(quirky.encode(x), quirky.encode(x))  # sampled z
+
+
+def test_every_cfasl_preset_loads_and_clips_gradients_at_one():
+    names = [n for n in preset_names() if n.startswith(("cfasl_", "cfasl_baselines/"))]
+    assert any(n.startswith("cfasl_baselines/") for n in names)
+    for model in CFASL_MODELS:
+        assert f"{model}/smoke" in names
+        for data in ("dsprites", "shapes3d", "cars3d", "smallnorb", "celeba"):
+            assert f"{model}/{data}" in names
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.train.grad_clip == 1.0, name
+        assert cfg.train.batch_size % 2 == 0, name
+
+
+@pytest.mark.parametrize("name", CFASL_MODELS)
+def test_smoke_preset_trains_through_the_cli(name, tmp_path):
+    from disentkit.cli import main
+
+    code = main(["train", f"preset={name}/smoke", f"out_dir={tmp_path}", "train.steps=6",
+                 "log.every=2"])
+    assert code == 0
+    run = next(tmp_path.iterdir())
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(math.isfinite(r["loss"]) for r in rows)
+    assert all(0.0 <= r["switch_target_on"] <= 1.0 for r in rows)
+    assert (run / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    from disentkit.cli import main
+
+    out = tmp_path_factory.mktemp("cfasl_run")
+    assert main(["train", "preset=cfasl_betavae/smoke", f"out_dir={out}", "train.steps=20"]) == 0
+    return next(out.iterdir())
+
+
+def test_mfvm_on_a_trained_smoke_run(trained_run):
+    from disentkit import load_run
+    from disentkit.metrics import representation_from_model
+    from disentkit.metrics.mfvm import mfvm
+
+    run = load_run(trained_run)
+    assert type(run.model).__name__ == "CFASLBetaVAE"
+    data = run.data()
+    representation = representation_from_model(run.model, device="cpu", batch_size=64)
+    result = mfvm(data, representation, np.random.RandomState(0), num_fixed=[2, 3],
+                  batch_size=16, num_train=20, num_variance_estimate=64)
+    assert set(result) >= {"mfvm_2", "mfvm_3", "mfvm_mean", "num_active_dims"}
+    for k in (2, 3):
+        assert 0.0 <= result[f"mfvm_{k}"] <= 1.0
