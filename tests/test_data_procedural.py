@@ -37,7 +37,7 @@ def test_square_matches_hand_computed_extent() -> None:
 
 
 def test_values_are_binary_and_orientation_wraps() -> None:
-    data = _small(orientations=40, positions=4)
+    data = _small(orientations=40, positions=4, cache_mib=0)
     factors = np.array([[s, 5, k, 1, 2] for s in range(3) for k in (0, 39)])
     images = data.uint8_from_indices(data.factors_to_index(factors))
     assert images.dtype == np.uint8 and set(np.unique(images)) <= {0, 1}
@@ -127,6 +127,19 @@ def test_matches_real_dsprites_subset(shared_data) -> None:
 def test_matches_real_downsampled_grid(shared_data) -> None:
     with np.load(shared_data / "dsprites_downsampled.npz", allow_pickle=True, encoding="latin1") as f:
         real = f["imgs"][::5]
-    data = _small(orientations=10, positions=16)
+    data = _small(orientations=10, positions=16, cache_mib=0)
     iou = _iou(data.uint8_from_indices(np.arange(0, len(data), 5))[..., 0], real)
     assert iou.mean() > 0.998
+
+
+def test_device_resident_batches_match_host_batches() -> None:
+    data = _small(orientations=4, positions=4)
+    indices = np.array([5, 0, 17, 5])
+    host = data.uint8_batch(indices).clone()
+    data.to("cpu")
+    assert data._device_images is not None
+    assert torch_equal(data.uint8_batch(indices), host)
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all()) and a.shape == b.shape
