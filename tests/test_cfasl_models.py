@@ -210,3 +210,57 @@ def test_mfvm_on_a_trained_smoke_run(trained_run):
     assert set(result) >= {"mfvm_2", "mfvm_3", "mfvm_mean", "num_active_dims"}
     for k in (2, 3):
         assert 0.0 <= result[f"mfvm_{k}"] <= 1.0
+
+
+# ---- qualitative analyses --------------------------------------------------------------------
+def test_sorted_eigen_reorders_columns_with_the_values():
+    from disentkit.viz.cfasl_analysis import sorted_eigen
+
+    rotation, _ = np.linalg.qr(np.random.RandomState(0).randn(3, 3))
+    cov = rotation @ np.diag([1.0, 3.0, 2.0]) @ rotation.T
+    values, vectors = sorted_eigen(cov)
+    np.testing.assert_allclose(values, [3.0, 2.0, 1.0])
+    np.testing.assert_allclose(cov @ vectors, vectors * values, atol=1e-12)  # columns pair up
+    np.testing.assert_allclose(np.abs(vectors[:, 0]), np.abs(rotation[:, 1]), atol=1e-12)
+
+
+def test_kl_between_posteriors_hand_value():
+    from disentkit.viz.cfasl_analysis import kl_between_posteriors
+
+    # KL(N(1, 1) || N(0, e^2)) = 0.5 * (2 - 0 + (1 + 1) / e^2 - 1)
+    kl = kl_between_posteriors(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([0.0]),
+                               torch.tensor([2.0]))
+    assert kl.item() == pytest.approx(0.5 * (1 + 2 / math.exp(2)), rel=1e-6)
+
+
+def test_largest_kld_change_swaps_dimensions_cumulatively(trained_run):
+    from disentkit import load_run
+    from disentkit.viz.cfasl_analysis import largest_kld_change
+
+    run = load_run(trained_run)
+    dim = run.model.latent_dim
+    result = largest_kld_change(run.model, run.data(), np.random.RandomState(0), num_pairs=2,
+                                top_k=dim)
+    images = result["images"]
+    assert images.shape[:2] == (2, dim + 4)
+    # all dimensions swapped = z2: the last swap step decodes exactly like z2
+    np.testing.assert_allclose(images[:, -3], images[:, -2], atol=1e-6)
+    assert np.all(np.diff(result["kl"], axis=1) <= 1e-6)  # largest KL first
+    assert sorted(result["order"][0].tolist()) == list(range(dim))
+
+
+def test_analyze_command_writes_the_three_images(trained_run):
+    from disentkit.cli import main
+
+    code = main(["analyze", str(trained_run), "--kind", "all", "--num-pairs", "2",
+                 "--num-batches", "2", "--batch-size", "16", "--num-points", "64",
+                 "--fixed-factors", "1", "2"])
+    assert code == 0
+    for name in ("largest_kld.png", "eigen.png", "latent3d.png"):
+        path = trained_run / "analysis" / name
+        assert path.is_file() and path.stat().st_size > 5000, name
+    eigen = np.load(trained_run / "analysis" / "eigen.npz")
+    assert np.all(np.diff(eigen["eigenvalues"]) <= 1e-12)
+    latent = np.load(trained_run / "analysis" / "latent3d.npz")
+    assert latent["codes"].shape == (64, 3)
+    assert len(np.unique(latent["factors"][:, 1])) == 1  # the fixed factor holds one value
