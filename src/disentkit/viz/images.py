@@ -164,6 +164,14 @@ def save_gif(
         frames = frames + frames[-2:0:-1]
     size = frames[0].size
     frames = [f if f.size == size else f.resize(size) for f in frames]
+    # Adaptive palette without dithering: exact for grey images, and far smaller than Pillow's
+    # default dithered web palette (which turns flat areas into noise that compresses badly).
+    frames = [
+        f if f.mode == "P" else
+        f.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                  dither=Image.Dither.NONE)
+        for f in frames
+    ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames[0].save(
