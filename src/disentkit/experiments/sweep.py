@@ -1,0 +1,382 @@
+"""Sweeps: a grid of settings times seeds, expanded into numbered runs and executed.
+
+Expansion is deterministic and indexable, as in disentanglement_lib's ``sweep.py``
+(``h.product([...])`` + ``--model_num``; specs/ecosystem.md §2.2, §4): the cartesian product of
+the axes in the order given, the last axis varying fastest, numbered from 0. An axis is an
+override whose value is a comma list (``model.beta=1,2,4``) or an integer range
+(``seed=0:10`` -> 0..9, ``seed=0:10:2``); any other override is fixed for every run.
+
+The sweep folder holds ``sweep.json`` (the manifest: axes, fixed overrides, every run's number,
+name and overrides), one run directory per run (made by ``disentkit train ... name=NAME
+out_dir=SWEEP``), and ``logs/NAME.log``. Executing again skips runs whose ``summary.json`` says
+``finished`` and resumes interrupted ones (``disentkit train --resume RUN_DIR``), so a sweep can
+be re-launched after a crash or a cluster pre-emption. Runs evaluate themselves when training
+ends (``eval.at_end``); the sweep never turns that off.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from disentkit.config import ConfigError
+
+__all__ = [
+    "Axis",
+    "RunSpec",
+    "SweepPlan",
+    "execute_local",
+    "expand",
+    "parse_sweep_args",
+    "plan_sweep",
+    "run_state",
+    "submit_submitit",
+    "train_argv",
+]
+
+MANIFEST = "sweep.json"
+_RANGE = re.compile(r"^(-?\d+):(-?\d+)(?::(-?\d+))?$")
+
+
+@dataclass
+class Axis:
+    """One swept key with its values as override strings (``key=value``)."""
+
+    key: str
+    raw_values: list[str]
+
+    @property
+    def values(self) -> list[Any]:
+        return [yaml.safe_load(v) for v in self.raw_values]
+
+
+@dataclass
+class RunSpec:
+    index: int
+    name: str
+    overrides: list[str]
+    #: the swept values of this run ({"model.beta": 4, "seed": 0})
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets/braces/quotes (``[0.9,0.99],[0.5,0.9]`` -> 2 items)."""
+    parts, depth, quote, current = [], 0, "", []
+    for ch in text:
+        if quote:
+            current.append(ch)
+            if ch == quote:
+                quote = ""
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_sweep_args(args: Sequence[str]) -> tuple[str | None, list[Axis], list[str]]:
+    """Split CLI words into (preset, axes, fixed overrides).
+
+    ``seed=0:10`` -> seeds 0..9; ``model.beta=1,2,4`` -> an axis; ``preset=a,b`` sweeps presets;
+    a single value is a fixed override.
+    """
+    preset: str | None = None
+    axes: list[Axis] = []
+    fixed: list[str] = []
+    seen: set[str] = set()
+    for text in args:
+        if "=" not in text:
+            raise ConfigError(
+                f"sweep argument '{text}' must look like key=value, key=a,b,c or key=start:stop "
+                "(e.g. model.beta=1,2,4 seed=0:10)"
+            )
+        key, raw = text.split("=", 1)
+        if not key or not raw:
+            raise ConfigError(f"sweep argument '{text}' has an empty key or value")
+        if key in seen:
+            raise ConfigError(f"sweep key '{key}' is given twice; list all its values once: {key}=a,b")
+        seen.add(key)
+        match = _RANGE.match(raw)
+        if match:
+            start, stop, step = int(match[1]), int(match[2]), int(match[3] or 1)
+            if step == 0 or not range(start, stop, step):
+                raise ConfigError(f"'{text}': the range {start}:{stop}:{step} is empty")
+            axes.append(Axis(key, [str(v) for v in range(start, stop, step)]))
+            continue
+        values = _split_top_level(raw)
+        if any(v == "" for v in values):
+            raise ConfigError(f"'{text}': empty value in the comma list")
+        if len(values) > 1:
+            axes.append(Axis(key, values))
+        elif key == "preset":
+            preset = raw
+        else:
+            fixed.append(text)
+    return preset, axes, fixed
+
+
+def _slug(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", value).strip("-") or "x"
+
+
+def expand(axes: Sequence[Axis], fixed: Sequence[str], preset: str | None = None) -> list[RunSpec]:
+    """All runs of the grid: the product of the axes (last axis fastest), numbered from 0.
+
+    Run names are ``NNN-key=value-...`` with the last part of each swept key
+    (``003-beta=2-seed=1``); every run's overrides are the preset, the fixed overrides, then its
+    swept values.
+    """
+    width = max(3, len(str(max(0, _count(axes) - 1))))
+    runs = []
+    for index, combo in enumerate(itertools.product(*[a.raw_values for a in axes])):
+        parts = [f"{a.key.split('.')[-1]}={_slug(v)}" for a, v in zip(axes, combo)]
+        name = "-".join([f"{index:0{width}d}", *parts])
+        overrides = ([f"preset={preset}"] if preset else []) + list(fixed)
+        overrides += [f"{a.key}={v}" for a, v in zip(axes, combo)]
+        params = {a.key: yaml.safe_load(v) for a, v in zip(axes, combo)}
+        runs.append(RunSpec(index, name, overrides, params))
+    return runs
+
+
+def _count(axes: Sequence[Axis]) -> int:
+    n = 1
+    for a in axes:
+        n *= len(a.raw_values)
+    return n
+
+
+@dataclass
+class SweepPlan:
+    out_dir: Path
+    preset: str | None
+    axes: list[Axis]
+    fixed: list[str]
+    runs: list[RunSpec]
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "preset": self.preset,
+            "axes": {a.key: a.raw_values for a in self.axes},
+            "fixed": self.fixed,
+            "runs": [asdict(r) for r in self.runs],
+        }
+
+    def run_dir(self, run: RunSpec) -> Path:
+        return self.out_dir / run.name
+
+    def write_manifest(self) -> Path:
+        """Write ``sweep.json``; an existing manifest must describe the same runs (re-launching
+        a sweep resumes it; changing the grid needs a new folder)."""
+        path = self.out_dir / MANIFEST
+        manifest = self.manifest()
+        if path.is_file():
+            old = json.loads(path.read_text())
+            if old.get("runs") != manifest["runs"]:
+                raise ConfigError(
+                    f"{path} describes a different sweep ({len(old.get('runs', []))} runs); use a "
+                    "new --out folder for a new grid, or delete the old manifest"
+                )
+            return path
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2))
+        tmp.replace(path)
+        return path
+
+
+def plan_sweep(args: Sequence[str], out_dir: Path, check: bool = True) -> SweepPlan:
+    """Parse CLI words, expand the grid and (``check``) validate every run's config up front, so
+    a typo fails before anything is launched."""
+    preset, axes, fixed = parse_sweep_args(args)
+    for text in fixed:
+        if text.split("=", 1)[0] in ("name", "out_dir"):
+            raise ConfigError(f"'{text}': the sweep sets each run's name and out_dir itself")
+    runs = expand(axes, fixed, preset)
+    if check:
+        from disentkit.config import load_config
+
+        for run in runs:
+            config = load_config(None, run.overrides)
+            if not config.eval.at_end:
+                print(f"warning: run {run.name} has eval.at_end=false; it will not be evaluated and "
+                      "`disentkit aggregate` will find no results for it", file=sys.stderr)
+    return SweepPlan(Path(out_dir), preset, axes, fixed, runs)
+
+
+def run_state(run_dir: Path) -> str:
+    """``finished`` (summary.json says so), ``resume`` (started: summary or checkpoint exists but
+    not finished), or ``new``."""
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        try:
+            if json.loads(summary.read_text()).get("status") == "finished":
+                return "finished"
+        except json.JSONDecodeError:
+            pass
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            return "resume"
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        return "resume"
+    return "new"
+
+
+def default_train_command() -> list[str]:
+    return [sys.executable, "-m", "disentkit", "train"]
+
+
+def train_argv(plan: SweepPlan, run: RunSpec, train_command: Sequence[str] | None = None) -> list[str] | None:
+    """The command line that brings ``run`` to completion, or None when it already finished."""
+    command = list(train_command or default_train_command())
+    run_dir = plan.run_dir(run)
+    state = run_state(run_dir)
+    if state == "finished":
+        return None
+    if state == "resume":
+        return command + ["--resume", str(run_dir)]
+    return command + run.overrides + [f"name={run.name}", f"out_dir={plan.out_dir}"]
+
+
+def _run_logged(argv: Sequence[str], log_path: str) -> int:
+    """Run ``argv`` with stdout/stderr appended to ``log_path``; return its exit status."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        log.write(f"$ {' '.join(argv)}\n")
+        log.flush()
+        return subprocess.call(list(argv), stdout=log, stderr=subprocess.STDOUT)
+
+
+def execute_local(
+    plan: SweepPlan, parallel: int = 1, train_command: Sequence[str] | None = None,
+    echo: bool = True,
+) -> dict[str, str]:
+    """Run the unfinished runs as subprocesses, ``parallel`` at a time; returns
+    ``{name: "skipped" | "finished" | "failed (exit N)"}``. A failing run does not stop the
+    others."""
+    if parallel < 1:
+        raise ConfigError(f"--parallel must be >= 1, got {parallel}")
+    plan.write_manifest()
+    outcome: dict[str, str] = {}
+    queue: list[tuple[RunSpec, list[str]]] = []
+    for run in plan.runs:
+        argv = train_argv(plan, run, train_command)
+        if argv is None:
+            outcome[run.name] = "skipped"
+            if echo:
+                print(f"[{run.index}] {run.name}: finished, skipped")
+        else:
+            queue.append((run, argv))
+    running: dict[str, tuple[subprocess.Popen, Any]] = {}
+    env = dict(os.environ)
+    while queue or running:
+        while queue and len(running) < parallel:
+            run, argv = queue.pop(0)
+            log_path = plan.out_dir / "logs" / f"{run.name}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(log_path, "a")  # noqa: SIM115 - closed when the process ends
+            log.write(f"$ {' '.join(argv)}\n")
+            log.flush()
+            if echo:
+                verb = "resuming" if "--resume" in argv else "starting"
+                print(f"[{run.index}] {run.name}: {verb} (log: {log_path})")
+            running[run.name] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+        for name, (proc, log) in list(running.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            log.close()
+            del running[name]
+            outcome[name] = "finished" if code == 0 else f"failed (exit {code})"
+            if echo:
+                print(f"{name}: {outcome[name]}")
+        if running:
+            time.sleep(0.2)
+    return {r.name: outcome[r.name] for r in plan.runs}
+
+
+def _submitit_job(argv: list[str], log_path: str) -> int:
+    """The function each array task runs (importable, so submitit can pickle it by reference)."""
+    code = _run_logged(argv, log_path)
+    if code != 0:
+        raise RuntimeError(f"`{' '.join(argv)}` exited with status {code}; see {log_path}")
+    return code
+
+
+def submit_submitit(
+    plan: SweepPlan,
+    cluster: str | None = "slurm",
+    *,
+    partition: str | None = None,
+    time_min: int = 60 * 24,
+    gpus_per_node: int = 1,
+    cpus_per_task: int = 8,
+    mem_gb: int | None = None,
+    array_parallelism: int = 64,
+    account: str | None = None,
+    extra: dict[str, Any] | None = None,
+    train_command: Sequence[str] | None = None,
+    wait: bool = False,
+) -> list[Any]:
+    """Submit the unfinished runs as one job array through submitit (``cluster="slurm"``;
+    ``"local"`` runs them as local subprocesses with the same code path, ``"debug"`` in-process).
+
+    Returns the submitit jobs (empty when everything finished). ``wait`` blocks until they end
+    and raises if one failed.
+    """
+    import submitit
+
+    plan.write_manifest()
+    pending = [(r, a) for r in plan.runs if (a := train_argv(plan, r, train_command)) is not None]
+    if not pending:
+        return []
+    folder = plan.out_dir / "submitit" / "%j"
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    params: dict[str, Any] = {"timeout_min": time_min, "name": f"disentkit-{plan.out_dir.name}"}
+    if executor.cluster == "slurm":
+        params.update(
+            slurm_array_parallelism=array_parallelism, gpus_per_node=gpus_per_node,
+            cpus_per_task=cpus_per_task, tasks_per_node=1, nodes=1,
+        )
+        if partition:
+            params["slurm_partition"] = partition
+        if mem_gb:
+            params["mem_gb"] = mem_gb
+        if account:
+            params["slurm_account"] = account
+    elif executor.cluster == "local":
+        params.update(gpus_per_node=0 if gpus_per_node is None else gpus_per_node,
+                      cpus_per_task=cpus_per_task)
+    params.update(extra or {})
+    executor.update_parameters(**params)
+    argvs = [a for _, a in pending]
+    logs = [str(plan.out_dir / "logs" / f"{r.name}.log") for r, _ in pending]
+    jobs = executor.map_array(_submitit_job, argvs, logs)
+    record = plan.out_dir / "submitted.json"
+    previous = json.loads(record.read_text()) if record.is_file() else []
+    previous.append({"time": time.time(), "cluster": executor.cluster,
+                     "jobs": {r.name: j.job_id for (r, _), j in zip(pending, jobs)}})
+    record.write_text(json.dumps(previous, indent=2))
+    if wait:
+        for job in jobs:
+            job.result()
+    return jobs
