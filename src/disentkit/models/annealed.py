@@ -40,6 +40,6 @@ class AnnealedVAE(GaussianVAE):
         cfg = self.config
         c = capacity(step, cfg.c_max, cfg.ramp_steps)
         kl = kl_per_dim.sum()
-        extra["capacity"] = torch.tensor(c)
+        extra["capacity"] = torch.tensor(c, device=kl.device)
         extra["kl_gap"] = (kl - c).detach()
         return cfg.gamma * (kl - c).abs()

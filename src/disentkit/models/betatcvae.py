@@ -76,7 +76,7 @@ class BetaTCVAE(GaussianVAE):
                                  cfg.mss_weights)
         beta = self.current_beta(step)
         extra["mi"], extra["tc"], extra["dwkl"] = (terms[k].detach() for k in ("mi", "tc", "dwkl"))
-        extra["beta"] = torch.tensor(beta)
+        extra["beta"] = torch.tensor(beta, device=z.device)
         if cfg.objective == "dlib":
             return kl_per_dim.sum() + (beta - 1.0) * terms["tc"]
         return cfg.alpha * terms["mi"] + beta * terms["tc"] + cfg.gamma * terms["dwkl"]

@@ -84,7 +84,7 @@ class CLGVAE(GaussianVAE):
         if cfg.capacity_c_max is not None:
             c = capacity(step, cfg.capacity_c_max, cfg.capacity_ramp_steps)
             kl_term = cfg.beta * (kl - c).abs()
-            out["capacity"] = torch.tensor(c)
+            out["capacity"] = torch.tensor(c, device=kl.device)
         else:
             kl_term = cfg.beta * kl
         group_rec = (group_enc - group_dec).pow(2).sum(1).mean()
@@ -94,6 +94,6 @@ class CLGVAE(GaussianVAE):
         out.update({
             "loss": loss, "reconstruction": rec, "kl": kl, "kl_per_dim": kl_per_dim,
             "group_rec": group_rec.detach(), "hessian": hessian.detach(),
-            "commute": commute.detach(), "forward_eg": torch.tensor(float(use_eg)),
+            "commute": commute.detach(), "forward_eg": torch.tensor(float(use_eg), device=kl.device),
         })
         return out

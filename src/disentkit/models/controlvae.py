@@ -145,5 +145,5 @@ class ControlVAE(GaussianVAE):
             extra["p_term"] = out["p_term"].float()
         extra["beta"] = self.beta.float().clone()
         extra["integral"] = self.integral.float().clone()
-        extra["setpoint"] = torch.tensor(target)
+        extra["setpoint"] = torch.tensor(target, device=kl.device)
         return self.beta.to(kl.dtype) * kl
