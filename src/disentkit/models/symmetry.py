@@ -113,18 +113,20 @@ class _ParallelLoss(torch.autograd.Function):
         need_grad = ctx.needs_input_grad[0]
         grad = torch.zeros_like(unit) if need_grad else None
         total = unit.new_zeros(())
+        eps = unit.new_tensor(PARALLEL_EPS)
         for start in range(0, left.numel(), PARALLEL_CHUNK):
             li = left[start : start + PARALLEL_CHUNK]
             ri = right[start : start + PARALLEL_CHUNK]
             w = weight[start : start + PARALLEL_CHUNK]
             ui, uj = unit[li], unit[ri]
             cos = torch.matmul(ui, uj.transpose(-1, -2))  # (chunk, B, B)
-            denom = cos.square().add_(PARALLEL_EPS)
-            total = total + (denom.log().sum(dim=(-1, -2)) * w).sum()
+            denom = torch.addcmul(eps, cos, cos)  # cos^2 + eps
             if need_grad:
-                g = cos.div_(denom).mul_(w.view(-1, 1, 1))
-                grad.index_add_(0, li, torch.matmul(g, uj))
-                grad.index_add_(0, ri, torch.matmul(g.transpose(-1, -2), ui))
+                ratio = cos.div_(denom)  # cos / (cos^2 + eps), in place: cos is not needed again
+                w3 = w.view(-1, 1, 1)
+                grad.index_add_(0, li, torch.matmul(ratio, uj).mul_(w3))
+                grad.index_add_(0, ri, torch.matmul(ratio.transpose(-1, -2), ui).mul_(w3))
+            total = total + (denom.log_().sum(dim=(-1, -2)) * w).sum()
         if need_grad:
             grad.mul_(-2.0 * scale)
             ctx.save_for_backward(grad)
