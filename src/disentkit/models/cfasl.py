@@ -28,7 +28,10 @@ Options that reproduce the reference code's published behaviour (all off by defa
 * ``quirk_double_softmax``: the switch cross-entropy is applied to softmax probabilities;
 * ``quirk_commutator``: the reference's commutator term (mis-shaped products, first P elements,
   cumulative loop weights), see :func:`~disentkit.models.symmetry.reference_commutator_loss`;
-* ``encode_sampled``: ``encode`` returns a posterior sample (CF evaluates sampled z), not the mean.
+* ``encode_sampled``: ``encode`` returns a posterior sample (CF evaluates sampled z), not the mean;
+* ``quirk_frozen_integral`` (``cfasl_controlvae``): CF's PI integral never accumulates;
+* ``quirk_clg_plain_decoder_term`` (``cfasl_commutativevae``): the transformed codes are never
+  decoded and the decoder term is the plain reconstruction.
 The reference also hard-codes P = 16 whatever ``--sub_sec`` says: set ``sub_sec: 16`` for parity.
 """
 
