@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     slurm.add_argument("--partition", default=None)
     slurm.add_argument("--account", default=None)
     slurm.add_argument("--time", type=int, default=24 * 60, help="minutes per run")
-    slurm.add_argument("--gpus", type=int, default=1, help="GPUs per run")
+    slurm.add_argument("--gpus", type=int, default=None,
+                       help="GPUs per run (default 1 on SLURM, 0 with submitit-local)")
     slurm.add_argument("--cpus", type=int, default=8, help="CPUs per run")
     slurm.add_argument("--mem-gb", type=int, default=None)
     slurm.add_argument("--array-parallelism", type=int, default=64)
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         return 1 if failed else 0
     jobs = submit_submitit(
         plan, cluster="slurm" if args.executor == "slurm" else "local",
-        partition=args.partition, time_min=args.time, gpus_per_node=args.gpus,
+        partition=args.partition, time_min=args.time,
+        gpus_per_node=args.gpus if args.gpus is not None else int(args.executor == "slurm"),
         cpus_per_task=args.cpus, mem_gb=args.mem_gb, array_parallelism=args.array_parallelism,
         account=args.account, wait=args.wait,
     )
