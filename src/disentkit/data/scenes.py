@@ -350,7 +350,7 @@ class Shapes3DLike(GroundTruthData):
         self._cache: np.ndarray | None = None
         self._rendered: np.ndarray | None = None
         self._cache_chunk = 4096
-        self._compose_chunk = 1024
+        self._compose_chunk = 128  # float32 temporaries of ~6 MiB stay cache-friendly
         if len(self) * size * size * 3 <= config.cache_mib * 2**20:
             self._cache = np.empty((len(self), size, size, 3), dtype=np.uint8)
             self._rendered = np.zeros(math.ceil(len(self) / self._cache_chunk), dtype=bool)
