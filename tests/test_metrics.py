@@ -375,7 +375,7 @@ def test_evaluate_shares_codes_and_matches_single_metrics(data):
     params = {"mig": {"num_train": 320}, "sap": dict(small), "unsupervised": {"num_train": 320},
               "dci": {**small, "gbt_params": {"n_estimators": 5}}, "irs": {"num_train": 320},
               "modularity_explicitness": dict(small)}
-    res = evaluate(data, rep, metrics=list(params), params=params, n_jobs=1)
+    res = evaluate(data, rep, metrics=list(params), params=params, n_jobs=1, code_cache="off")
     assert res["encoder"]["observations"] == 480 and calls["n"] <= 2
     assert set(res["versions"]) >= {"numpy", "sklearn", "torch"}
     single = mig(data, rotated_rep, np.random.RandomState(0), num_train=320)

@@ -12,6 +12,7 @@ class StoredGrid(GroundTruthData):
     """A complete factor grid whose uint8 (N, H, W, C) images are an array or a memmap."""
 
     _images: np.ndarray
+    deterministic_observations = True  # stored images: observation = images[flat index]
 
     @property
     def images_uint8(self) -> np.ndarray:

@@ -32,6 +32,12 @@ class GroundTruthData:
     name: str = "ground_truth"
     factor_names: tuple[str, ...] = ()
     factor_sizes: tuple[int, ...] = ()
+    #: True when ``sample_observations_from_factors(f, rs)`` is a fixed function of ``f`` that
+    #: draws nothing from ``rs`` (a plain stored or rendered grid). The metric suite then may
+    #: encode the grid once and serve codes by flat index (``evaluate(code_cache=...)``). False
+    #: by default, so subclasses that draw per-observation randomness (colour/noisy/scream
+    #: dSprites, smallNORB's instance) are never cached; plain grids set it to True.
+    deterministic_observations: bool = False
 
     # ---- factor space -------------------------------------------------------------------------
     @property
@@ -141,6 +147,8 @@ class GroundTruthData:
 
 class ArrayGroundTruthData(GroundTruthData):
     """A complete factor grid held in a uint8 array (N, H, W, C) with ``N == prod(factor_sizes)``."""
+
+    deterministic_observations = True
 
     def __init__(
         self,

@@ -109,6 +109,7 @@ def load_dsprites_hdf5(path: Path) -> np.ndarray:
 class _DSpritesGrid(GroundTruthData):
     factor_names = FACTOR_NAMES
     value_max = 1
+    deterministic_observations = True
 
     def _set_images(self, images: np.ndarray) -> None:
         self._images = images[..., None]  # (N, 64, 64, 1) view, no copy
@@ -203,6 +204,7 @@ class _DSpritesVariant(GroundTruthData):
         seed: int = 0
 
     value_max = 255
+    deterministic_observations = False  # colour / noise / crop drawn from random_state
 
     def __init__(self, config=None, *, data_root: Path | None = None) -> None:
         self.config = config = config if config is not None else self.Config()

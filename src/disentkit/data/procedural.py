@@ -136,6 +136,7 @@ class ProceduralSprites(GroundTruthData):
 
     name = "sprites"
     factor_names = ("shape", "scale", "orientation", "posX", "posY")
+    deterministic_observations = True
 
     def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
         del data_root  # procedural: no files

@@ -288,8 +288,58 @@ def _evenly(count: int, low: float, high: float) -> np.ndarray:
     return np.linspace(low, high, count)
 
 
+class _ComposedGrid(GroundTruthData):
+    """A procedural grid whose images come from ``render_indices``, with a lazy uint8 cache.
+
+    When the whole grid is at most ``cache_mib`` MiB, rendered images are kept in chunks of 4096
+    consecutive indices, each chunk rendered on its first use.
+    """
+
+    _image_shape: tuple[int, int, int]
+
+    def _setup_cache(self, image_size: int, cache_mib: int) -> None:
+        self._image_shape = (image_size, image_size, 3)
+        self._cache: np.ndarray | None = None
+        self._rendered: np.ndarray | None = None
+        self._cache_chunk = 4096
+        self._compose_chunk = 128  # float32 temporaries of ~6 MiB stay cache-friendly
+        if len(self) * image_size * image_size * 3 <= cache_mib * 2**20:
+            self._cache = np.empty((len(self), *self._image_shape), dtype=np.uint8)
+            self._rendered = np.zeros(math.ceil(len(self) / self._cache_chunk), dtype=bool)
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        return self._image_shape
+
+    def render_indices(self, indices: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def uint8_from_indices(self, indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if self._cache is None or self._rendered is None:
+            return self.render_indices(indices)
+        if (indices < 0).any() or (indices >= len(self)).any():
+            raise IndexError(f"{self.name}: index out of range [0, {len(self)})")
+        chunks = np.unique(indices // self._cache_chunk)
+        for chunk in chunks[~self._rendered[chunks]]:
+            start = int(chunk) * self._cache_chunk
+            stop = min(start + self._cache_chunk, len(self))
+            self._cache[start:stop] = self.render_indices(np.arange(start, stop))
+            self._rendered[chunk] = True
+        return self._cache[indices]
+
+    @property
+    def images_uint8(self) -> np.ndarray:
+        """The whole grid (renders everything; only sensible for small grids)."""
+        if self._cache is None or self._rendered is None:
+            return self.render_indices(np.arange(len(self)))
+        if not self._rendered.all():
+            self.uint8_from_indices(np.arange(len(self)))
+        return self._cache
+
+
 @DATASETS.register("shapes3d_like")
-class Shapes3DLike(GroundTruthData):
+class Shapes3DLike(_ComposedGrid):
     """Procedural 3D-Shapes-style scenes: floor_hue, wall_hue, object_hue, scale, shape, orientation.
 
     The defaults give the 3D Shapes grid (10, 10, 10, 8, 4, 15) = 480,000 images. Smaller counts
@@ -323,6 +373,7 @@ class Shapes3DLike(GroundTruthData):
 
     name = "shapes3d_like"
     factor_names = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
+    deterministic_observations = True
 
     def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
         del data_root  # procedural: no files
@@ -343,17 +394,10 @@ class Shapes3DLike(GroundTruthData):
             config.orientations,
         )
         size = config.image_size
-        self._image_shape = (size, size, 3)
         self._num_geometries = config.scales * config.shapes * config.orientations
         self._layers = np.zeros((self._num_geometries, size, size, 3), dtype=np.float32)
         self._layers_done = np.zeros(self._num_geometries, dtype=bool)
-        self._cache: np.ndarray | None = None
-        self._rendered: np.ndarray | None = None
-        self._cache_chunk = 4096
-        self._compose_chunk = 128  # float32 temporaries of ~6 MiB stay cache-friendly
-        if len(self) * size * size * 3 <= config.cache_mib * 2**20:
-            self._cache = np.empty((len(self), size, size, 3), dtype=np.uint8)
-            self._rendered = np.zeros(math.ceil(len(self) / self._cache_chunk), dtype=bool)
+        self._setup_cache(size, config.cache_mib)
 
     @staticmethod
     def _validate(config: Config) -> None:
@@ -381,10 +425,6 @@ class Shapes3DLike(GroundTruthData):
             )
         if config.cache_mib < 0:
             raise ValueError(f"shapes3d_like: data.cache_mib must be >= 0, got {config.cache_mib!r}")
-
-    @property
-    def observation_shape(self) -> tuple[int, int, int]:
-        return self._image_shape
 
     def factor_values(self, factors: np.ndarray) -> dict[str, np.ndarray]:
         """Physical values (hues in [0, 1), scale, shape index, azimuth in degrees) of classes."""
@@ -440,25 +480,132 @@ class Shapes3DLike(GroundTruthData):
         )
         return compose(self.layers(geometry), hue_to_rgb(hues))
 
-    def uint8_from_indices(self, indices: np.ndarray) -> np.ndarray:
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if self._cache is None or self._rendered is None:
-            return self.render_indices(indices)
-        if (indices < 0).any() or (indices >= len(self)).any():
-            raise IndexError(f"{self.name}: index out of range [0, {len(self)})")
-        chunks = np.unique(indices // self._cache_chunk)
-        for chunk in chunks[~self._rendered[chunks]]:
-            start = int(chunk) * self._cache_chunk
-            stop = min(start + self._cache_chunk, len(self))
-            self._cache[start:stop] = self.render_indices(np.arange(start, stop))
-            self._rendered[chunk] = True
-        return self._cache[indices]
 
-    @property
-    def images_uint8(self) -> np.ndarray:
-        """The whole grid (composes everything; only sensible for small grids)."""
-        if self._cache is None or self._rendered is None:
-            return self.render_indices(np.arange(len(self)))
-        if not self._rendered.all():
-            self.uint8_from_indices(np.arange(len(self)))
-        return self._cache
+# ---- color_sprites: two coloured sprites on a coloured background ------------------------------
+SPRITE_HALF_SIZE = 6.0 / 64  # square half side and disc radius, as fractions of the image side
+POSITION_RANGE = (0.2, 0.8)  # sprite centres, as fractions of the image side
+BACKGROUND_SATURATION, BACKGROUND_VALUE = 0.6, 0.45
+DISC_VALUE = 0.8  # the square is drawn at value 1
+
+
+def sprite_coverage(
+    kind: Literal["square", "disc"], x: np.ndarray, y: np.ndarray, image_size: int, antialias: int = 4
+) -> np.ndarray:
+    """Fraction of each pixel covered by axis-aligned squares or discs centred at (x, y).
+
+    ``x`` (right) and ``y`` (down) are centres as fractions of the image side; the square's half
+    side and the disc's radius are ``SPRITE_HALF_SIZE``. Coverage is the mean over
+    ``antialias**2`` sub-pixel samples. Returns float32 (n, S, S).
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(-1, 1, 1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1, 1, 1)
+    half = SPRITE_HALF_SIZE
+    offsets = (np.arange(antialias) + 0.5) / antialias
+    samples = ((np.arange(image_size)[:, None] + offsets[None, :]) / image_size).reshape(-1)
+    dx = samples[None, None, :] - x  # (n, 1, S*a) columns
+    dy = samples[None, :, None] - y  # (n, S*a, 1) rows
+    if kind == "square":
+        inside = (np.abs(dx) <= half) & (np.abs(dy) <= half)
+    elif kind == "disc":
+        inside = dx * dx + dy * dy <= half * half
+    else:
+        raise ValueError(f"sprite_coverage: kind must be 'square' or 'disc', got {kind!r}")
+    n = len(x)
+    grid = inside.reshape(n, image_size, antialias, image_size, antialias)
+    return grid.mean(axis=(2, 4), dtype=np.float64).astype(np.float32)
+
+
+def hsv_to_rgb(hue: np.ndarray, saturation: float, value: float) -> np.ndarray:
+    """RGB in [0, 1] of hues at the given saturation and value (HSV hexcone)."""
+    return value * (1.0 - saturation * (1.0 - hue_to_rgb(hue)))
+
+
+@DATASETS.register("color_sprites")
+class ColorSprites(_ComposedGrid):
+    """Two coloured sprites (a square, and a disc drawn over it) on a coloured background.
+
+    Factors: ``background_hue``, ``square_hue``, ``square_x``, ``square_y``, ``disc_hue``,
+    ``disc_x``, ``disc_y``, row-major with ``disc_y`` fastest. Hues are ``k / n``; the background
+    is drawn at saturation 0.6 and value 0.45, the square at full saturation and value, the disc at
+    full saturation and value 0.8, so every pair of regions differs in brightness even when the
+    hues coincide. Centres are evenly spaced over [0.2, 0.8] of the image side (``x`` right,
+    ``y`` down). The disc's radius equals the square's half side, so a disc on top of the square
+    never hides its corners: every factor is visible in every image. Pixels are
+    ``round(255 * (bg (1 - a)(1 - b) + square a (1 - b) + disc b))`` with antialiased coverages
+    ``a`` and ``b``; coverage maps are computed once per position and images composed per batch.
+    """
+
+    @dataclass
+    class Config:
+        #: number of background hues (k / n)
+        background_hues: int = 4
+        #: number of hues of each sprite
+        sprite_hues: int = 4
+        #: number of centre positions per axis of each sprite, evenly spaced over [0.2, 0.8]
+        positions: int = 6
+        #: image side in pixels
+        image_size: Literal[64, 32] = 64
+        #: keep the composed uint8 grid in memory when it is at most this many MiB
+        cache_mib: int = 256
+
+    name = "color_sprites"
+    factor_names = (
+        "background_hue", "square_hue", "square_x", "square_y", "disc_hue", "disc_x", "disc_y"
+    )
+
+    def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
+        del data_root  # procedural: no files
+        self.config = config = config if config is not None else self.Config()
+        for field in ("background_hues", "sprite_hues", "positions"):
+            value = getattr(config, field)
+            if not isinstance(value, int | np.integer) or value < 2:
+                raise ValueError(
+                    f"color_sprites: data.{field} must be an integer >= 2 (a factor needs at "
+                    f"least two values to vary), got {value!r}"
+                )
+        if config.image_size not in (32, 64):
+            raise ValueError(f"color_sprites: data.image_size must be 64 or 32, got {config.image_size!r}")
+        if config.cache_mib < 0:
+            raise ValueError(f"color_sprites: data.cache_mib must be >= 0, got {config.cache_mib!r}")
+        h, p, size = config.sprite_hues, config.positions, config.image_size
+        self.background_hue_values = np.arange(config.background_hues) / config.background_hues
+        self.sprite_hue_values = np.arange(h) / h
+        self.position_values = np.linspace(*POSITION_RANGE, p)
+        self.factor_sizes = (config.background_hues, h, p, p, h, p, p)
+        xs, ys = np.meshgrid(self.position_values, self.position_values, indexing="ij")
+        self._square = sprite_coverage("square", xs.ravel(), ys.ravel(), size)  # index x * p + y
+        self._disc = sprite_coverage("disc", xs.ravel(), ys.ravel(), size)
+        self._background_rgb = hsv_to_rgb(
+            self.background_hue_values, BACKGROUND_SATURATION, BACKGROUND_VALUE
+        ).astype(np.float32)
+        self._square_rgb = hsv_to_rgb(self.sprite_hue_values, 1.0, 1.0).astype(np.float32)
+        self._disc_rgb = hsv_to_rgb(self.sprite_hue_values, 1.0, DISC_VALUE).astype(np.float32)
+        self._setup_cache(size, config.cache_mib)
+
+    def factor_values(self, factors: np.ndarray) -> dict[str, np.ndarray]:
+        """Physical values (hues in [0, 1), centres as fractions of the image side)."""
+        f = np.asarray(factors, dtype=np.int64)
+        hue, pos = self.sprite_hue_values, self.position_values
+        return {
+            "background_hue": self.background_hue_values[f[:, 0]],
+            "square_hue": hue[f[:, 1]], "square_x": pos[f[:, 2]], "square_y": pos[f[:, 3]],
+            "disc_hue": hue[f[:, 4]], "disc_x": pos[f[:, 5]], "disc_y": pos[f[:, 6]],
+        }
+
+    def render_indices(self, indices: np.ndarray) -> np.ndarray:
+        """Compose (without the uint8 cache) images (n, S, S, 3) for flat indices."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        size = self.config.image_size
+        out = np.empty((len(indices), size, size, 3), dtype=np.uint8)
+        p = self.config.positions
+        for start in range(0, len(indices), self._compose_chunk):
+            f = self.index_to_factors(indices[start : start + self._compose_chunk])
+            a = self._square[f[:, 2] * p + f[:, 3]]
+            b = self._disc[f[:, 5] * p + f[:, 6]]
+            layers = np.stack([(1 - a) * (1 - b), a * (1 - b), b], axis=-1)
+            colours = np.stack(
+                [self._background_rgb[f[:, 0]], self._square_rgb[f[:, 1]], self._disc_rgb[f[:, 4]]],
+                axis=1,
+            )
+            out[start : start + len(f)] = compose(layers, colours)
+        return out

@@ -76,6 +76,7 @@ class SmallNORB(GroundTruthData):
     factor_sizes = (5, 9, 18, 6)
     #: the full stored grid: category, instance, elevation, azimuth, lighting
     grid_sizes = (5, 10, 9, 18, 6)
+    deterministic_observations = False  # the instance is drawn from random_state
 
     def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
         config = config if config is not None else self.Config()

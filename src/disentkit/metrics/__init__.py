@@ -3,7 +3,8 @@
 Protocol-level metrics take ``(ground_truth_data, representation_function, random_state,
 **params)`` with disentanglement_lib's parameter names, the Locatello et al. (2019) study values
 as defaults and dlib's result keys; each has an array-level scorer (points-first arrays).
-:func:`evaluate` runs several of them, sharing codes where the random stream allows.
+:func:`evaluate` runs several of them, sharing codes where the random stream allows and encoding
+a deterministic grid once when that is cheaper (:mod:`disentkit.metrics.grid`).
 """
 
 from disentkit.metrics.attributes import (
@@ -16,6 +17,7 @@ from disentkit.metrics.attributes import (
 from disentkit.metrics.beta_vae import beta_vae, beta_vae_features, beta_vae_from_features
 from disentkit.metrics.dci import dci, dci_from_codes, dci_from_importance
 from disentkit.metrics.factor_vae import factor_vae, factor_vae_votes
+from disentkit.metrics.grid import GridCodes, IndexedGrid, check_deterministic_observations
 from disentkit.metrics.groups import GroupReducer, kmeans_discretize_groups, reduce_groups
 from disentkit.metrics.irs import irs, irs_from_codes
 from disentkit.metrics.mfvm import mfvm, mfvm_accuracy, mfvm_dlib, mfvm_votes
@@ -32,7 +34,13 @@ from disentkit.metrics.sampling import (
     sample_codes,
 )
 from disentkit.metrics.sap import sap, sap_from_codes
-from disentkit.metrics.suite import DEFAULT_METRICS, PRESETS, evaluate, library_versions
+from disentkit.metrics.suite import (
+    DEFAULT_METRICS,
+    PRESETS,
+    evaluate,
+    library_versions,
+    planned_observations,
+)
 from disentkit.metrics.unsupervised import unsupervised, unsupervised_from_codes
 from disentkit.metrics.utils import (
     discrete_entropy,
@@ -42,7 +50,8 @@ from disentkit.metrics.utils import (
 )
 
 __all__ = [
-    "DEFAULT_METRICS", "PRESETS", "BatchEncoder", "CodeCache", "GroupReducer",
+    "DEFAULT_METRICS", "PRESETS", "BatchEncoder", "CodeCache", "GridCodes", "GroupReducer",
+    "IndexedGrid", "check_deterministic_observations", "planned_observations",
     "attribute_probe_ap", "attribute_regression", "auroc_matrix", "beta_vae",
     "beta_vae_features", "beta_vae_from_features", "dci", "dci_from_codes", "dci_from_importance",
     "discrete_entropy", "discrete_mutual_info", "encode_observations", "evaluate", "factor_vae",

@@ -5,6 +5,11 @@ Every metric gets a fresh ``np.random.RandomState(seed)`` (dlib's driver, spec ย
 IRS) replay the same stream, so their draws are served by one :class:`CodeCache` -- with the study
 preset every one of them uses the same 10000 training (and 5000 test) points, encoded once.
 
+With ``code_cache="auto"`` (default) a dataset whose observations are a fixed function of the
+factors (``deterministic_observations``) is encoded once, whole, when the run would otherwise
+encode more observations than the grid holds; every metric then reads its codes by flat index
+(:mod:`disentkit.metrics.grid`) while drawing exactly the same random numbers.
+
 Presets (``preset=``): ``"study"`` = Locatello et al. (2019) values (spec ยง1 table) and CFASL
 defaults for ``mfvm``; ``"fast"`` = smaller sample counts for monitoring during training.
 Protocols (``protocol=``): ``"dlib"`` (codes as given), ``"disdiff"`` and ``"fdae"`` (group
@@ -22,13 +27,17 @@ from typing import Any
 
 import numpy as np
 
+from disentkit.metrics.grid import GridCacheTooLarge, GridCodes
 from disentkit.metrics.groups import GroupReducer, kmeans_discretize_groups, normalize_groups
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, CodeCache, encode_observations
 from disentkit.registry import METRICS
 
-__all__ = ["DEFAULT_METRICS", "PRESETS", "evaluate", "library_versions"]
+__all__ = ["DEFAULT_METRICS", "PRESETS", "evaluate", "library_versions", "planned_observations"]
 
 DEFAULT_METRICS = ("beta_vae", "factor_vae", "mig", "sap", "dci")
+
+#: ``code_cache="auto"`` does not cache grids whose codes would need more memory than this.
+GRID_CACHE_MAX_BYTES = 2 * 2**30
 
 # (the package re-exports functions under the module names, so look the modules up by path)
 _SHARED = {
@@ -99,6 +108,53 @@ class _Counting:
         return self.fn(x)
 
 
+def _metric_params(name: str, preset: str, params: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    p = copy.deepcopy(PRESETS[preset].get(name, {}))
+    p.update((params or {}).get(name, {}))
+    return p
+
+
+def _num_ks(p: dict[str, Any], num_factors: int) -> int:
+    ks = p.get("num_fixed")
+    return len(list(ks)) if ks is not None else max(0, num_factors - 2)
+
+
+def planned_observations(
+    metrics: Sequence[str],
+    num_factors: int,
+    preset: str = "study",
+    params: dict[str, dict[str, Any]] | None = None,
+    share_codes: bool = True,
+) -> int:
+    """Number of observations ``evaluate`` would encode without a grid code cache.
+
+    BetaVAE: ``2 * batch_size * (num_train + num_eval)``; FactorVAE: ``num_variance_estimate +
+    batch_size * (num_train + num_eval)``; mFVM: the same per fixed-factor count; the
+    ``generate_batch_factor_code`` metrics: their draws (the largest one when codes are shared,
+    their sum otherwise). Other metrics count 0.
+    """
+    total, shared = 0, []
+    for name in metrics:
+        p = _metric_params(name, preset, params)
+        bs = p.get("batch_size", 64)
+        if name == "beta_vae":
+            total += 2 * bs * (p.get("num_train", 10000) + p.get("num_eval", 5000))
+        elif name == "factor_vae":
+            total += p.get("num_variance_estimate", 10000) + bs * (
+                p.get("num_train", 10000) + p.get("num_eval", 5000))
+        elif name == "mfvm_dlib":
+            total += p.get("num_variance_estimate", 10000) + _num_ks(p, num_factors) * bs * (
+                p.get("num_train", 10000) + p.get("num_eval", 5000))
+        elif name == "mfvm":
+            total += p.get("num_variance_estimate", 100) + _num_ks(p, num_factors) * p.get(
+                "batch_size", 100) * p.get("num_train", 800)
+        elif name in _SHARED:
+            shared.append(int(sum(_SHARED[name].draw_sizes(**p))))
+    if shared:
+        total += max(shared) if share_codes else sum(shared)
+    return int(total)
+
+
 def _fdae_score_shared(name: str, module: Any, draws: list, rs: np.random.RandomState,
                        params: dict[str, Any], groups: Any, dims: int) -> dict[str, Any]:
     reducer = GroupReducer(draws[0][0], groups, dims)
@@ -128,6 +184,7 @@ def evaluate(
     n_jobs: int | None = -1,
     share_codes: bool = True,
     disdiff_fit_points: int | None = None,
+    code_cache: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``metrics`` on one representation; every metric starts from ``RandomState(seed)``.
 
@@ -145,10 +202,18 @@ def evaluate(
         encode_batch_size: observations per representation call (no effect on the numbers).
         n_jobs: parallel workers for DCI's per-factor GBTs and SAP's fits.
         share_codes: serve the ``generate_batch_factor_code`` metrics from one code cache.
+        code_cache: ``"grid"`` encodes every image of the grid once (``encode_batch_size`` per
+            call) and serves all codes by flat index (:class:`~disentkit.metrics.grid.GridCodes`;
+            the dataset must declare ``deterministic_observations``); ``"off"`` encodes the
+            sampled observations; ``"auto"`` = ``"grid"`` when the dataset is deterministic, the
+            run would encode more observations than the grid holds
+            (:func:`planned_observations`) and the grid's codes fit in 2 GiB, else ``"off"``.
+            The random stream and the numbers are the same in all three modes.
 
     Returns:
         ``{"metrics": {name: result dict}, "config": {...}, "versions": {...},
-        "timings_s": {...}, "encoder": {"calls", "observations"}}``.
+        "timings_s": {...}, "encoder": {"calls", "observations", "code_cache",
+        "planned_observations"}}``.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
@@ -156,11 +221,34 @@ def evaluate(
         raise ValueError(f"unknown protocol {protocol!r}; use 'dlib', 'disdiff' or 'fdae'")
     if protocol != "dlib" and groups is None:
         raise ValueError(f"protocol {protocol!r} needs `groups` (code dimensions of each concept)")
+    if code_cache not in ("auto", "grid", "off"):
+        raise ValueError(f"unknown code_cache {code_cache!r}; use 'auto', 'grid' or 'off'")
     counting = _Counting(representation_function)
     rep: Any = counting
     config: dict[str, Any] = {"seed": seed, "preset": preset, "protocol": protocol,
                               "encode_batch_size": encode_batch_size, "params": {}}
     timings: dict[str, float] = {}
+    planned = planned_observations(metrics, ground_truth_data.num_factors, preset, params,
+                                   share_codes)
+    if protocol == "disdiff":
+        planned += len(ground_truth_data) if disdiff_fit_points is None else disdiff_fit_points
+    use_grid = code_cache == "grid" or (
+        code_cache == "auto"
+        and bool(getattr(ground_truth_data, "deterministic_observations", False))
+        and planned > len(ground_truth_data)
+    )
+    if use_grid:
+        t0 = time.perf_counter()
+        grid = GridCodes(ground_truth_data, counting, encode_batch_size,
+                         max_bytes=GRID_CACHE_MAX_BYTES if code_cache == "auto" else None)
+        try:
+            grid.encode()
+        except GridCacheTooLarge:
+            use_grid = False
+        else:
+            ground_truth_data, rep = grid.index_data(), grid.lookup
+        timings["grid_encode"] = time.perf_counter() - t0
+    config["code_cache"] = "grid" if use_grid else "off"
     fdae_dims = 0
     if protocol == "disdiff":
         t0 = time.perf_counter()
@@ -168,7 +256,7 @@ def evaluate(
             n = len(ground_truth_data)
             fit_codes = np.concatenate([
                 encode_observations(
-                    counting,
+                    rep,
                     ground_truth_data.sample_observations_from_factors(
                         ground_truth_data.index_to_factors(np.arange(s, min(s + 4096, n))),
                         np.random.RandomState(seed)),
@@ -177,9 +265,9 @@ def evaluate(
             ])
         else:
             obs = ground_truth_data.sample_observations(disdiff_fit_points, np.random.RandomState(seed))
-            fit_codes = encode_observations(counting, obs, encode_batch_size)
+            fit_codes = encode_observations(rep, obs, encode_batch_size)
         reducer = GroupReducer(fit_codes, groups, 1)
-        rep = _Reduced(counting, reducer)
+        rep = _Reduced(rep, reducer)
         config["groups"] = [g.tolist() for g in reducer.groups]
         config["disdiff_fit_points"] = len(fit_codes)
         timings["disdiff_pca_fit"] = time.perf_counter() - t0
@@ -192,8 +280,7 @@ def evaluate(
     results: dict[str, Any] = {}
     for name in metrics:
         fn = METRICS.get(name)
-        p = copy.deepcopy(PRESETS[preset].get(name, {}))
-        p.update((params or {}).get(name, {}))
+        p = _metric_params(name, preset, params)
         if name in ("dci", "sap") and "n_jobs" not in p:
             p["n_jobs"] = n_jobs
         config["params"][name] = copy.deepcopy(p)
@@ -231,7 +318,8 @@ def evaluate(
         "config": config,
         "versions": library_versions(),
         "timings_s": timings,
-        "encoder": {"calls": counting.calls, "observations": counting.observations},
+        "encoder": {"calls": counting.calls, "observations": counting.observations,
+                    "code_cache": config["code_cache"], "planned_observations": planned},
     }
 
 
