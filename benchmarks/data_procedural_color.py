@@ -9,7 +9,9 @@ Measures, for image sizes 64 and 32:
 * random training batches of 64 through ``uint8_batch`` once the layers exist, against a naive
   per-image loop (one ``uint8_from_indices`` call per image) in the same run;
 * a cached CPU sub-grid (hues 4, scales 4, orientations 5, image size 32): time to compose it all
-  and batches of 64 from the uint8 cache.
+  and batches of 64 from the uint8 cache;
+* ``color_sprites`` (default grid, 82,944 images at 64 px): coverage tables plus composing the
+  whole grid, and random batches of 64.
 
 Writes ``benchmarks/results/data_procedural_color.json``.
 
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from disentkit.data.scenes import Shapes3DLike
+from disentkit.data.scenes import ColorSprites, Shapes3DLike
 
 OUT = Path(__file__).resolve().parent / "results" / "data_procedural_color.json"
 
@@ -100,9 +102,31 @@ def _cached_subgrid() -> dict:
     }
 
 
+def _color_sprites() -> dict:
+    start = time.perf_counter()
+    data = ColorSprites(ColorSprites.Config(cache_mib=0))
+    setup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for first in range(0, len(data), 4096):
+        data.uint8_from_indices(np.arange(first, min(first + 4096, len(data))))
+    compose_s = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, len(data), 64) for _ in range(64)]
+    fast = _rate(data.uint8_batch, batches)
+    return {
+        "grid": f"color_sprites {data.factor_sizes}, 64x64x3",
+        "images": len(data),
+        "coverage_tables_s": round(setup_s, 3),
+        "whole_grid_s": round(setup_s + compose_s, 2),
+        "whole_grid_images_per_s": round(len(data) / (setup_s + compose_s)),
+        "batch64_per_s": round(fast, 1),
+        "batch64_images_per_s": round(64 * fast),
+    }
+
+
 def main() -> None:
     torch.set_num_threads(1)
-    rows = [_full_grid(64), _full_grid(32), _cached_subgrid()]
+    rows = [_full_grid(64), _full_grid(32), _cached_subgrid(), _color_sprites()]
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible, torch threads 1",
         "numpy": np.__version__,

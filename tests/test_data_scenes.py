@@ -1,5 +1,6 @@
-"""The procedural ``shapes3d_like`` scenes: 3D Shapes grid layout, hand-computed shading and colours,
-every factor visible, region-exact colour factors, sub-grids, caching, config errors, training."""
+"""The procedural colour scenes. ``shapes3d_like``: 3D Shapes grid layout, hand-computed shading and
+colours, every factor visible, region-exact colour factors, sub-grids, caching, config errors,
+training. ``color_sprites``: layout, hand-computed pixels and coverage, visible factors, regions."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from disentkit.data.scenes import (
     AMBIENT,
     LIGHT_DIRECTION,
     SHAPES,
+    ColorSprites,
     Shapes3DLike,
     hue_to_rgb,
     render_layers,
+    sprite_coverage,
 )
 from disentkit.registry import DATASETS
 
@@ -239,3 +242,77 @@ def test_trains_from_the_cli_smoke_preset(tmp_path: Path) -> None:
             if line]
     assert rows[-1]["step"] == 4 and np.isfinite(rows[-1]["loss"])
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["status"] == "finished"
+
+
+# ---- color_sprites -----------------------------------------------------------------------------
+
+
+def _sprites(**kw) -> ColorSprites:
+    return ColorSprites(ColorSprites.Config(**kw))
+
+
+def test_color_sprites_layout_and_hand_computed_pixels() -> None:
+    data = DATASETS.get("color_sprites")()
+    assert data.factor_names == (
+        "background_hue", "square_hue", "square_x", "square_y", "disc_hue", "disc_x", "disc_y"
+    )
+    assert data.factor_sizes == (4, 4, 6, 6, 4, 6, 6) and len(data) == 82944
+    assert data.observation_shape == (64, 64, 3) and data.value_max == 255
+    factors = data.sample_factors(200, np.random.RandomState(0))
+    np.testing.assert_array_equal(data.index_to_factors(data.factors_to_index(factors)), factors)
+    np.testing.assert_allclose(data.position_values, [0.2, 0.32, 0.44, 0.56, 0.68, 0.8])
+    # background hue 0 at saturation 0.6, value 0.45: (0.45, 0.18, 0.18) -> (115, 46, 46);
+    # square (x 0.2, y 0.2 -> centre pixel 12.8) hue 1/4 at full value: (0.5, 1, 0) -> (128, 255, 0);
+    # disc (x 0.8, y 0.8) hue 1/2 at value 0.8: (0, 0.8, 0.8) -> (0, 204, 204).
+    image = _images(data, [[0, 1, 0, 0, 2, 5, 5]])[0]
+    np.testing.assert_array_equal(image[32, 32], [115, 46, 46])
+    np.testing.assert_array_equal(image[12, 12], [128, 255, 0])
+    np.testing.assert_array_equal(image[51, 51], [0, 204, 204])
+
+
+def test_sprite_coverage_hand_computed() -> None:
+    # centre 0.5 of 64 px = 32, half side 6 px: columns/rows 26..37 fully covered, nothing else.
+    square = sprite_coverage("square", [0.5], [0.5], 64)[0]
+    expected = np.zeros((64, 64), np.float32)
+    expected[26:38, 26:38] = 1
+    np.testing.assert_array_equal(square, expected)
+    disc = sprite_coverage("disc", [0.5], [0.25], 64)[0]
+    assert disc.sum() == pytest.approx(np.pi * 36, rel=0.02)
+    rows, cols = np.nonzero(disc)
+    assert (rows.min() + rows.max()) / 2 == 15.5 and (cols.min() + cols.max()) / 2 == 31.5
+    with pytest.raises(ValueError, match="kind must be 'square' or 'disc'"):
+        sprite_coverage("heart", [0.5], [0.5], 64)  # type: ignore[arg-type]
+
+
+def test_color_sprites_every_factor_visible_and_colours_stay_in_their_region() -> None:
+    data = _sprites(background_hues=3, sprite_hues=3, positions=3)
+    for base in ([0, 0, 1, 1, 0, 1, 1], [1, 2, 0, 2, 1, 0, 2]):  # disc on the square; apart
+        base = np.array(base)
+        a = data._square[base[2] * 3 + base[3]]
+        b = data._disc[base[5] * 3 + base[6]]
+        coverage = {0: (1 - a) * (1 - b), 1: a * (1 - b), 4: b}
+        for factor in range(7):
+            other = base.copy()
+            other[factor] = (other[factor] + 1) % 3
+            x, y = _images(data, [base, other]).astype(int)
+            changed = (x != y).any(-1)
+            assert changed.mean() > 0.005, (base, factor)
+            if factor in coverage:
+                assert not (changed & (coverage[factor] == 0)).any()
+                assert changed[coverage[factor] == 1].all()
+
+
+def test_color_sprites_subgrid_cache_and_errors() -> None:
+    small = _sprites(background_hues=2, sprite_hues=2, positions=2, image_size=32)
+    assert small.factor_sizes == (2, 2, 2, 2, 2, 2, 2) and small.observation_shape == (32, 32, 3)
+    uncached = _sprites(background_hues=2, sprite_hues=2, positions=2, image_size=32, cache_mib=0)
+    assert small._cache is not None and uncached._cache is None
+    np.testing.assert_array_equal(small.images_uint8, uncached.uint8_from_indices(np.arange(128)))
+    for field, value, match in [
+        ("positions", 1, "data.positions must be an integer >= 2"),
+        ("sprite_hues", 0, "data.sprite_hues must be an integer >= 2"),
+        ("image_size", 16, "data.image_size must be 64 or 32"),
+        ("cache_mib", -5, "data.cache_mib must be >= 0"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            _sprites(**{field: value})

@@ -23,6 +23,10 @@ Rendering is split in two because colour and geometry are independent:
   cast once and kept;
 * an image is ``255 * sum_r layer_r * rgb(hue_r)`` (hue -> RGB at full saturation and value),
   so a hue changes exactly the pixels its region covers.
+
+``color_sprites`` (end of this module) is a second colour grid with several objects: a square and
+a disc, each with its own hue and position factors, on a coloured background, composed the same
+way from per-position coverage maps.
 """
 
 from __future__ import annotations
