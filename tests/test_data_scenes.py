@@ -99,6 +99,12 @@ def test_deterministic_across_instances_batches_and_cache() -> None:
     np.testing.assert_array_equal(one, cached.uint8_from_indices(indices))
     np.testing.assert_array_equal(one[::-1], uncached.uint8_from_indices(indices[::-1]))
     np.testing.assert_array_equal(one[5:6], _data(**kw, cache_mib=0).uint8_from_indices(indices[5:6]))
+    # the metric suite may encode such a grid once (no randomness drawn per observation)
+    assert cached.deterministic_observations and _sprites().deterministic_observations
+    rs = np.random.RandomState(3)
+    state = rs.get_state()[1].copy()
+    cached.sample_observations_from_factors(cached.index_to_factors(indices[:4]), rs)
+    np.testing.assert_array_equal(rs.get_state()[1], state)
 
 
 def test_distinct_shapes_look_distinct() -> None:

@@ -300,6 +300,8 @@ class _ComposedGrid(GroundTruthData):
     """
 
     _image_shape: tuple[int, int, int]
+    #: images are a fixed function of the factors (no per-observation randomness)
+    deterministic_observations = True
 
     def _setup_cache(self, image_size: int, cache_mib: int) -> None:
         self._image_shape = (image_size, image_size, 3)
@@ -377,7 +379,6 @@ class Shapes3DLike(_ComposedGrid):
 
     name = "shapes3d_like"
     factor_names = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
-    deterministic_observations = True
 
     def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
         del data_root  # procedural: no files
