@@ -21,7 +21,7 @@ from disentkit.registry import MODELS, UnknownEntryError
 def test_preset_and_overrides_are_typed() -> None:
     cfg = load_config("quickstart/sprites", ["model.beta=6", "seed=3", "optim.lr=2e-4",
                                              "train.precision=bf16-mixed"])
-    assert cfg.model.name == "betavae"
+    assert cfg.model.name == "betatcvae"
     assert cfg.model.beta == 6.0 and isinstance(cfg.model.beta, float)
     assert cfg.seed == 3
     assert cfg.optim.lr == pytest.approx(2e-4)

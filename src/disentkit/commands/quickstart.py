@@ -1,6 +1,6 @@
 """``disentkit quickstart``: the main job on the built-in data, on a CPU, in minutes.
 
-Trains the ``quickstart/sprites`` preset (a beta-VAE on the procedural dSprites-compatible
+Trains the ``quickstart/sprites`` preset (a beta-TCVAE on the procedural dSprites-compatible
 ``sprites`` dataset at 32x32), evaluates it with the fast metric preset and writes the run's
 HTML report. Extra ``key=value`` overrides apply as in ``disentkit train``.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "quickstart",
-        help="train, evaluate and report a beta-VAE on the built-in sprites data (CPU, minutes)",
+        help="train, evaluate and report a beta-TCVAE on the built-in sprites data (CPU, minutes)",
     )
     parser.add_argument("overrides", nargs="*", help="key=value overrides (e.g. train.steps=500)")
     parser.add_argument("--out", default="runs", help="where the run directory goes (default: runs)")
