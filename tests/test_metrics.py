@@ -267,9 +267,15 @@ def test_dci_values_and_parallel_equality(data):
     kw = {"num_train": 300, "num_test": 150, "gbt_params": {"n_estimators": 10}}
     p = dci(data, perfect_rep(), np.random.RandomState(0), n_jobs=1, **kw)
     p2 = dci(data, perfect_rep(), np.random.RandomState(0), n_jobs=2, **kw)
+    p3 = dci(data, perfect_rep(), np.random.RandomState(0), n_jobs=2, backend="loky", **kw)
     assert p["disentanglement"] > 0.9 and p["completeness"] > 0.9 and p["informativeness_test"] == 1
-    assert p["disentanglement"] == p2["disentanglement"]
-    assert np.array_equal(p["importance_matrix"], p2["importance_matrix"])
+    for other in (p2, p3):  # any n_jobs / backend / dispatch order: identical numbers
+        assert p["disentanglement"] == other["disentanglement"]
+        assert np.array_equal(p["importance_matrix"], other["importance_matrix"])
+    # columns follow the factors even though fits are dispatched largest factor first
+    assert np.argmax(p["importance_matrix"], axis=0).tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="backend"):
+        dci(data, perfect_rep(), np.random.RandomState(0), backend="dask", **kw)
     r = dci(data, rotated_rep, np.random.RandomState(0), n_jobs=1, **kw)
     assert r["disentanglement"] < p["disentanglement"] - 0.2
     # permuting code dims permutes the importance rows

@@ -8,8 +8,10 @@ the "err" names), ``disentanglement``, ``completeness``, plus ``importance_matri
 
 dlib builds the GBTs without ``random_state`` (global generator, which only matters for split
 tie-breaking); here each gets ``random_state=gbt_seed`` (default :func:`derived_seed` of the
-metric stream after sampling, not consumed). The K per-factor fits run in parallel processes
-(joblib, ``n_jobs``); results do not depend on ``n_jobs``.
+metric stream after sampling, not consumed). The K per-factor fits run in parallel (joblib,
+``n_jobs`` workers, ``backend`` "threading" or "loky" processes), dispatched largest first (most
+classes = most trees per boosting stage) so two workers finish close together; results do not
+depend on ``n_jobs``, ``backend`` or the dispatch order.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from disentkit.metrics.utils import derived_seed
 from disentkit.registry import METRICS
 
 __all__ = ["completeness", "dci", "dci_from_codes", "dci_from_importance", "disentanglement"]
+
+#: joblib backend of the per-factor GBT fits (benchmarks/results/metrics_suite.md compares them)
+DEFAULT_BACKEND = "threading"
 
 
 def _fit_one(x_tr, y_tr, x_te, y_te, seed: int, gbt_params: dict[str, Any]):
@@ -69,6 +74,7 @@ def dci_from_codes(
     gbt_seed: int = 0,
     n_jobs: int | None = -1,
     gbt_params: dict[str, Any] | None = None,
+    backend: str = DEFAULT_BACKEND,
 ) -> dict[str, Any]:
     """Array-level DCI on points-first arrays; ``gbt_params`` extends the GBT defaults
     (e.g. FDAE's ``{"learning_rate": 0.1}`` is the default anyway)."""
@@ -78,11 +84,20 @@ def dci_from_codes(
     factors_test = np.asarray(factors_test)
     num_factors = factors_train.shape[1]
     params = dict(gbt_params or {})
-    fits = Parallel(n_jobs=1 if n_jobs in (None, 1) or num_factors == 1 else n_jobs)(
+    if backend not in ("threading", "loky"):
+        raise ValueError(f"backend must be 'threading' or 'loky', got {backend!r}")
+    # GBT cost grows with the number of classes (one tree per class per stage): largest first.
+    classes = [len(np.unique(factors_train[:, j])) for j in range(num_factors)]
+    order = sorted(range(num_factors), key=lambda j: -classes[j])
+    sequential = n_jobs in (None, 1) or num_factors == 1
+    done = Parallel(n_jobs=1 if sequential else n_jobs, backend=backend)(
         delayed(_fit_one)(codes_train, factors_train[:, j], codes_test, factors_test[:, j],
                           gbt_seed, params)
-        for j in range(num_factors)
+        for j in order
     )
+    fits = [None] * num_factors
+    for j, fit in zip(order, done, strict=True):
+        fits[j] = fit
     importance = np.stack([f[0] for f in fits], axis=1).astype(np.float64)
     d, c = dci_from_importance(importance)
     return {
@@ -106,6 +121,7 @@ def dci(
     n_jobs: int | None = -1,
     gbt_params: dict[str, Any] | None = None,
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
+    backend: str = DEFAULT_BACKEND,
 ) -> dict[str, Any]:
     """dlib ``compute_dci`` with the study defaults (spec §1, §2.4)."""
     draws = [
@@ -113,7 +129,7 @@ def dci(
                      encode_batch_size)
         for n in (num_train, num_test)
     ]
-    return score_draws(draws, random_state, gbt_seed, n_jobs, gbt_params)
+    return score_draws(draws, random_state, gbt_seed, n_jobs, gbt_params, backend)
 
 
 def draw_sizes(num_train: int = 10000, num_test: int = 5000, **_: Any) -> list[int]:
@@ -127,9 +143,10 @@ def score_draws(
     gbt_seed: int | None = None,
     n_jobs: int | None = -1,
     gbt_params: dict[str, Any] | None = None,
+    backend: str = DEFAULT_BACKEND,
     **_: Any,
 ) -> dict[str, Any]:
     """Score (train, test) draws; ``random_state`` is the metric stream after sampling."""
     (codes, factors), (codes_te, factors_te) = draws
     seed = derived_seed(random_state) if gbt_seed is None else gbt_seed
-    return dci_from_codes(codes, factors, codes_te, factors_te, seed, n_jobs, gbt_params)
+    return dci_from_codes(codes, factors, codes_te, factors_te, seed, n_jobs, gbt_params, backend)
