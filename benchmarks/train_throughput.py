@@ -126,6 +126,37 @@ def bench_model(name: str, data: Any, batch_size: int, warmup: int, steps: int) 
     }
 
 
+def compare_pair(name: str, base: str, data: Any, batch_size: int, warmup: int,
+                 steps: int) -> dict[str, Any]:
+    """Step time of ``name`` over ``base`` on the same fixed batch, steps interleaved (so a
+    changing load on a shared machine affects both alike)."""
+    channels = data.observation_shape[2]
+    runs = []
+    for model_name in (name, base):
+        torch.manual_seed(0)
+        model = build(model_name, channels, len(data))
+        per_step = batch_size * getattr(model, "batch_multiplier", 1)
+        generator = torch.Generator().manual_seed(0)
+        batch = to_model_input(
+            data.uint8_batch(torch.randint(0, len(data), (per_step,), generator=generator)),
+            data.value_max, getattr(model, "input_range", "01"))
+        runs.append((model, optimisers(model), batch))
+    times: list[list[float]] = [[], []]
+    for i in range(warmup + steps):
+        for k, (model, opts, batch) in enumerate(runs):
+            start = time.perf_counter()
+            step(model, opts, batch, i)
+            if i >= warmup:
+                times[k].append(time.perf_counter() - start)
+    ratios = [a / b for a, b in zip(*times)]
+    return {
+        "step_s": statistics.median(times[0]), "base_step_s": statistics.median(times[1]),
+        "min_step_s": min(times[0]), "base_min_step_s": min(times[1]),
+        "ratio_median_of_pairs": statistics.median(ratios),
+        "ratio_of_mins": min(times[0]) / min(times[1]),
+    }
+
+
 def bench_data_path(data: Any, batch_size: int, repeats: int = 50) -> float:
     generator = torch.Generator().manual_seed(1)
 
@@ -158,6 +189,8 @@ def main() -> None:
     parser.add_argument("--models", default="", help="comma-separated names (default: all)")
     parser.add_argument("--datasets", default="", help="comma-separated dataset labels")
     parser.add_argument("--out", default=str(RESULTS / "train_throughput"))
+    parser.add_argument("--pairs-only", action="store_true",
+                        help="only the interleaved CFASL-vs-base comparison")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names = args.models.split(",") if args.models else MODELS.names()
@@ -169,11 +202,16 @@ def main() -> None:
                     "torch": torch.__version__, "threads": args.threads,
                     "load_average_start": os.getloadavg()},
         "batch_size": args.batch_size, "warmup": args.warmup, "steps": args.steps,
-        "data_path_images_per_s": {}, "models": {},
+        "data_path_images_per_s": {}, "models": {}, "cfasl_vs_base": {},
     }
     for label, data in sets.items():
         report["data_path_images_per_s"][label] = bench_data_path(data, args.batch_size)
-        for name in names:
+        for name, base in CFASL_BASE.items():
+            if name in MODELS and base in MODELS and name in names:
+                result = compare_pair(name, base, data, args.batch_size, args.warmup, args.steps)
+                report["cfasl_vs_base"].setdefault(name, {})[label] = {"base": base, **result}
+                print(label, name, "vs", base, json.dumps(result), flush=True)
+        for name in ([] if args.pairs_only else names):
             try:
                 result = bench_model(name, data, args.batch_size, args.warmup, args.steps)
             except Exception as err:  # a model that cannot take this input is reported, not fatal
@@ -188,7 +226,7 @@ def main() -> None:
                 a["over_base_step"] = a["fixed_step_s"] / b["fixed_step_s"]
                 a["over_base_step_min"] = a["fixed_min_step_s"] / b["fixed_min_step_s"]
     report["machine"]["load_average_end"] = os.getloadavg()
-    out = Path(args.out)
+    out = Path(args.out + ("_cfasl" if args.pairs_only else ""))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     out.with_suffix(".md").write_text(markdown(report))
@@ -229,6 +267,22 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{r['data_step_s']:.3f} / {r['data_min_step_s']:.3f} | "
                 f"{r['data_max_images_per_s']:.0f} | {r['data_over_fixed']:.2f}, "
                 f"{r['data_over_fixed_min']:.2f} | {base} |")
+    if report["cfasl_vs_base"]:
+        lines += [
+            "",
+            "CFASL (sub_sec 16) vs its base method, steps interleaved on one fixed batch "
+            "(requirement: <= 2x):",
+            "",
+            "| model | base | data | step s (median / min) | base step s (median / min) "
+            "| ratio (median of pairs, of mins) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, per in report["cfasl_vs_base"].items():
+            for label, r in per.items():
+                lines.append(
+                    f"| {name} | {r['base']} | {label} | {r['step_s']:.3f} / {r['min_step_s']:.3f} "
+                    f"| {r['base_step_s']:.3f} / {r['base_min_step_s']:.3f} | "
+                    f"{r['ratio_median_of_pairs']:.2f}x, {r['ratio_of_mins']:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
