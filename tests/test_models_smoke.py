@@ -76,3 +76,27 @@ def test_preset_is_valid_and_names_its_source(preset: str) -> None:
     else:  # the dataset module may not be installed yet; check the rest of the config
         data = dict(data, data={"name": "sprites"})
         config_from_dict(data)
+
+
+def _losses(run: Path) -> list[dict[str, float]]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("images_per_s", "lr")} for r in records]
+
+
+@pytest.mark.parametrize("preset", ["factorvae/smoke", "clgvae/smoke"])
+def test_smoke_runs_are_deterministic(tmp_path: Path, preset: str) -> None:
+    for name in ("a", "b"):
+        assert main(["train", f"preset={preset}", f"out_dir={tmp_path}", f"name={name}",
+                     "train.steps=20", "seed=5"]) == 0
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+
+
+def test_controlvae_state_survives_checkpoint(tmp_path: Path) -> None:
+    from disentkit import load_run
+
+    assert main(["train", "preset=controlvae/smoke", f"out_dir={tmp_path}", "name=run",
+                 "model.anti_windup=conditional"]) == 0
+    last = _losses(tmp_path / "run")[-1]
+    model, _ = load_run(tmp_path / "run")
+    assert model.beta.item() == pytest.approx(last["beta"], rel=1e-6)
+    assert model.integral.item() == pytest.approx(last["integral"], rel=1e-5, abs=1e-7)
