@@ -113,7 +113,7 @@ class Trainer:
             if config.train.ema_decay else None
         )
         world = fabric.world_size
-        per_process = config.train.batch_size * type(self.raw_model).batch_multiplier
+        per_process = config.train.batch_size * self.raw_model.batch_multiplier
         self.sampler = BatchSampler(len(self.data), per_process * world, config.seed)
         # Distinct noise per process, reproducible from (seed, rank).
         torch.manual_seed(config.seed * 100_003 + fabric.global_rank + 1)
