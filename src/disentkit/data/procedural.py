@@ -19,7 +19,6 @@ official file.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,7 +26,7 @@ from typing import Literal
 import numpy as np
 
 from disentkit.data import _sprite_outlines as outlines
-from disentkit.data.base import GroundTruthData
+from disentkit.data._grid import RenderedGrid
 from disentkit.registry import DATASETS
 
 SHAPES = ("square", "ellipse", "heart")
@@ -114,7 +113,7 @@ def _subgrid(values: np.ndarray, count: int, what: str) -> np.ndarray:
 
 
 @DATASETS.register("sprites")
-class ProceduralSprites(GroundTruthData):
+class ProceduralSprites(RenderedGrid):
     """Procedurally rendered dSprites grid (factors shape, scale, orientation, posX, posY).
 
     ``orientations`` and ``positions`` select an evenly spaced sub-grid starting at index 0
@@ -136,7 +135,6 @@ class ProceduralSprites(GroundTruthData):
 
     name = "sprites"
     factor_names = ("shape", "scale", "orientation", "posX", "posY")
-    deterministic_observations = True
 
     def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
         del data_root  # procedural: no files
@@ -148,18 +146,7 @@ class ProceduralSprites(GroundTruthData):
         self.factor_sizes = (3, 6, config.orientations, config.positions, config.positions)
         self.value_max = 1 if config.image_size == 64 else 255
         size = config.image_size
-        self._image_shape = (size, size, 1)
-        nbytes = len(self) * size * size
-        self._cache: np.ndarray | None = None
-        self._rendered: np.ndarray | None = None
-        self._cache_chunk = 4096
-        if nbytes <= config.cache_mib * 2**20:
-            self._cache = np.empty((len(self), size, size, 1), dtype=np.uint8)
-            self._rendered = np.zeros(math.ceil(len(self) / self._cache_chunk), dtype=bool)
-
-    @property
-    def observation_shape(self) -> tuple[int, int, int]:
-        return self._image_shape
+        self._setup_cache((size, size, 1), config.cache_mib)
 
     def factor_values(self, factors: np.ndarray) -> dict[str, np.ndarray]:
         """Physical values (shape index, scale, radians, posX, posY) of factor class indices."""
@@ -182,26 +169,3 @@ class ProceduralSprites(GroundTruthData):
             counts = images.reshape(-1, 32, 2, 32, 2).sum(axis=(2, 4), dtype=np.int64)
             images = _DOWNSAMPLE_LUT[counts]
         return images[..., None]
-
-    def uint8_from_indices(self, indices: np.ndarray) -> np.ndarray:
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if self._cache is None or self._rendered is None:
-            return self.render_indices(indices)
-        if (indices < 0).any() or (indices >= len(self)).any():
-            raise IndexError(f"{self.name}: index out of range [0, {len(self)})")
-        chunks = np.unique(indices // self._cache_chunk)
-        for chunk in chunks[~self._rendered[chunks]]:
-            start = int(chunk) * self._cache_chunk
-            stop = min(start + self._cache_chunk, len(self))
-            self._cache[start:stop] = self.render_indices(np.arange(start, stop))
-            self._rendered[chunk] = True
-        return self._cache[indices]
-
-    @property
-    def images_uint8(self) -> np.ndarray:
-        """The whole grid (renders everything; only sensible for small grids)."""
-        if self._cache is None or self._rendered is None:
-            return self.render_indices(np.arange(len(self)))
-        if not self._rendered.all():
-            self.uint8_from_indices(np.arange(len(self)))
-        return self._cache

@@ -38,7 +38,7 @@ from typing import Literal
 
 import numpy as np
 
-from disentkit.data.base import GroundTruthData
+from disentkit.data._grid import RenderedGrid
 from disentkit.registry import DATASETS
 
 SHAPES = ("cube", "cylinder", "sphere", "capsule")
@@ -292,56 +292,11 @@ def _evenly(count: int, low: float, high: float) -> np.ndarray:
     return np.linspace(low, high, count)
 
 
-class _ComposedGrid(GroundTruthData):
-    """A procedural grid whose images come from ``render_indices``, with a lazy uint8 cache.
+class _ComposedGrid(RenderedGrid):
+    """A procedural colour grid composed from cached layers (``render_indices``), with the lazy
+    uint8 cache of :class:`RenderedGrid`."""
 
-    When the whole grid is at most ``cache_mib`` MiB, rendered images are kept in chunks of 4096
-    consecutive indices, each chunk rendered on its first use.
-    """
-
-    _image_shape: tuple[int, int, int]
-    #: images are a fixed function of the factors (no per-observation randomness)
-    deterministic_observations = True
-
-    def _setup_cache(self, image_size: int, cache_mib: int) -> None:
-        self._image_shape = (image_size, image_size, 3)
-        self._cache: np.ndarray | None = None
-        self._rendered: np.ndarray | None = None
-        self._cache_chunk = 4096
-        self._compose_chunk = 128  # float32 temporaries of ~6 MiB stay cache-friendly
-        if len(self) * image_size * image_size * 3 <= cache_mib * 2**20:
-            self._cache = np.empty((len(self), *self._image_shape), dtype=np.uint8)
-            self._rendered = np.zeros(math.ceil(len(self) / self._cache_chunk), dtype=bool)
-
-    @property
-    def observation_shape(self) -> tuple[int, int, int]:
-        return self._image_shape
-
-    def render_indices(self, indices: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def uint8_from_indices(self, indices: np.ndarray) -> np.ndarray:
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if self._cache is None or self._rendered is None:
-            return self.render_indices(indices)
-        if (indices < 0).any() or (indices >= len(self)).any():
-            raise IndexError(f"{self.name}: index out of range [0, {len(self)})")
-        chunks = np.unique(indices // self._cache_chunk)
-        for chunk in chunks[~self._rendered[chunks]]:
-            start = int(chunk) * self._cache_chunk
-            stop = min(start + self._cache_chunk, len(self))
-            self._cache[start:stop] = self.render_indices(np.arange(start, stop))
-            self._rendered[chunk] = True
-        return self._cache[indices]
-
-    @property
-    def images_uint8(self) -> np.ndarray:
-        """The whole grid (renders everything; only sensible for small grids)."""
-        if self._cache is None or self._rendered is None:
-            return self.render_indices(np.arange(len(self)))
-        if not self._rendered.all():
-            self.uint8_from_indices(np.arange(len(self)))
-        return self._cache
+    _compose_chunk = 128  # images composed per step: float32 temporaries of ~6 MiB
 
 
 @DATASETS.register("shapes3d_like")
@@ -402,7 +357,7 @@ class Shapes3DLike(_ComposedGrid):
         self._num_geometries = config.scales * config.shapes * config.orientations
         self._layers = np.zeros((self._num_geometries, size, size, 3), dtype=np.float32)
         self._layers_done = np.zeros(self._num_geometries, dtype=bool)
-        self._setup_cache(size, config.cache_mib)
+        self._setup_cache((size, size, 3), config.cache_mib)
 
     @staticmethod
     def _validate(config: Config) -> None:
@@ -585,7 +540,7 @@ class ColorSprites(_ComposedGrid):
         ).astype(np.float32)
         self._square_rgb = hsv_to_rgb(self.sprite_hue_values, 1.0, 1.0).astype(np.float32)
         self._disc_rgb = hsv_to_rgb(self.sprite_hue_values, 1.0, DISC_VALUE).astype(np.float32)
-        self._setup_cache(size, config.cache_mib)
+        self._setup_cache((size, size, 3), config.cache_mib)
 
     def factor_values(self, factors: np.ndarray) -> dict[str, np.ndarray]:
         """Physical values (hues in [0, 1), centres as fractions of the image side)."""
