@@ -1,5 +1,5 @@
-"""Shared pieces of the ground-truth datasets: a grid held as a uint8 array (in memory or
-memory-mapped), a rendered grid with a lazy uint8 cache, and Pillow resizing of uint8 stacks."""
+"""Shared pieces of the ground-truth datasets: a rendered grid with a lazy uint8 cache and Pillow
+resizing of uint8 stacks (a grid held as a uint8 array is :class:`~disentkit.data.base.StoredGrid`)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,6 @@ import math
 import numpy as np
 
 from disentkit.data.base import GroundTruthData
-
-
-class StoredGrid(GroundTruthData):
-    """A complete factor grid whose uint8 (N, H, W, C) images are an array or a memmap."""
-
-    _images: np.ndarray
-    deterministic_observations = True  # stored images: observation = images[flat index]
-
-    @property
-    def images_uint8(self) -> np.ndarray:
-        return self._images
-
-    @property
-    def observation_shape(self) -> tuple[int, int, int]:
-        return tuple(self._images.shape[1:])  # type: ignore[return-value]
 
 
 class RenderedGrid(GroundTruthData):

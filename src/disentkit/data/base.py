@@ -145,10 +145,23 @@ class GroundTruthData:
         return self
 
 
-class ArrayGroundTruthData(GroundTruthData):
-    """A complete factor grid held in a uint8 array (N, H, W, C) with ``N == prod(factor_sizes)``."""
+class StoredGrid(GroundTruthData):
+    """A complete factor grid whose uint8 (N, H, W, C) images are an array or a memmap."""
 
-    deterministic_observations = True
+    _images: np.ndarray
+    deterministic_observations = True  # stored images: observation = images[flat index]
+
+    @property
+    def images_uint8(self) -> np.ndarray:
+        return self._images
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        return tuple(self._images.shape[1:])  # type: ignore[return-value]
+
+
+class ArrayGroundTruthData(StoredGrid):
+    """A complete factor grid held in a uint8 array (N, H, W, C) with ``N == prod(factor_sizes)``."""
 
     def __init__(
         self,
@@ -180,11 +193,3 @@ class ArrayGroundTruthData(GroundTruthData):
         self.factor_names = tuple(factor_names)
         self.factor_sizes = tuple(int(s) for s in factor_sizes)
         self.value_max = value_max
-
-    @property
-    def images_uint8(self) -> np.ndarray:
-        return self._images
-
-    @property
-    def observation_shape(self) -> tuple[int, int, int]:
-        return tuple(self._images.shape[1:])  # type: ignore[return-value]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from disentkit.data._grid import StoredGrid, resize_stack
+from disentkit.data._grid import resize_stack
+from disentkit.data.base import StoredGrid
 from disentkit.data.files import DataFileError, MissingDataError, atomic_save_npy, load_npy, require
 from disentkit.data.root import resolve_data_root
 from disentkit.registry import DATASETS

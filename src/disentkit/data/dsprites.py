@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from disentkit.data.base import GroundTruthData
+from disentkit.data.base import GroundTruthData, StoredGrid
 from disentkit.data.files import (
     FILES,
     DataFileError,
@@ -106,21 +106,12 @@ def load_dsprites_hdf5(path: Path) -> np.ndarray:
     return images
 
 
-class _DSpritesGrid(GroundTruthData):
+class _DSpritesGrid(StoredGrid):
     factor_names = FACTOR_NAMES
     value_max = 1
-    deterministic_observations = True
 
     def _set_images(self, images: np.ndarray) -> None:
         self._images = images[..., None]  # (N, 64, 64, 1) view, no copy
-
-    @property
-    def images_uint8(self) -> np.ndarray:
-        return self._images
-
-    @property
-    def observation_shape(self) -> tuple[int, int, int]:
-        return (64, 64, 1)
 
 
 @DATASETS.register("dsprites")

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from disentkit.data._grid import StoredGrid
+from disentkit.data.base import StoredGrid
 from disentkit.data.files import FILES, DataFileError, MissingDataError, load_npy, require, temporary_path
 from disentkit.data.root import resolve_data_root
 from disentkit.registry import DATASETS

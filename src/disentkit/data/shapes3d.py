@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from disentkit.data._grid import StoredGrid
+from disentkit.data.base import StoredGrid
 from disentkit.data.files import DataFileError, MissingDataError, expect_array, require
 from disentkit.data.root import resolve_data_root
 from disentkit.registry import DATASETS
