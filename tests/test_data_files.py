@@ -158,3 +158,24 @@ def test_cli_list_download_verify(server, tmp_path: Path, monkeypatch, capsys) -
     assert "sprites" in listing and "shapes3d" in listing and f"data root: {tmp_path}" in listing
     assert main(["data", "download", "celeba", "--data-root", str(tmp_path)]) == 1
     assert "manual download" in capsys.readouterr().err
+
+
+def test_explicit_data_path_wins_and_must_exist(tmp_path: Path) -> None:
+    from disentkit.data.dsprites import DSpritesSmall
+    from disentkit.data.images import Chairs3D
+
+    assert files.explicit_path("shapes3d", "") is None
+    present = tmp_path / "x.h5"
+    present.write_bytes(b"")
+    assert files.explicit_path("shapes3d", str(present)) == present
+    with pytest.raises(MissingDataError, match="chairs3d: data.path .* does not exist"):
+        files.explicit_path("chairs3d", str(present), folder=True)  # a file, not a folder
+    assert files.explicit_path("chairs3d", str(tmp_path), folder=True) == tmp_path
+    # a data.path that is set but absent is reported as such, never replaced by the data root
+    missing = tmp_path / "nowhere.npz"
+    with pytest.raises(MissingDataError, match=f"dsprites_small: data.path {missing} does not"):
+        DSpritesSmall(DSpritesSmall.Config(path=str(missing)), data_root=tmp_path)
+    with pytest.raises(MissingDataError, match="looked for"):  # unset: the data root's file
+        DSpritesSmall(data_root=tmp_path)
+    with pytest.raises(MissingDataError, match="chairs3d: data.path"):
+        Chairs3D(Chairs3D.Config(path=str(present)), data_root=tmp_path)

@@ -32,6 +32,7 @@ from disentkit.data.files import (
     DataFileError,
     MissingDataError,
     expect_array,
+    explicit_path,
     how_to_get,
     open_npz,
     require,
@@ -129,11 +130,8 @@ class DSprites(_DSpritesGrid):
     def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
         config = config if config is not None else self.Config()
         root = resolve_data_root(data_root)
-        if config.path:
-            path = Path(config.path).expanduser()
-            if not path.exists():
-                raise MissingDataError(f"dsprites: data.path {path} does not exist")
-        else:
+        path = explicit_path("dsprites", config.path)
+        if path is None:
             npz = root / FILES["dsprites"][0].path
             hdf5 = root / FILES["dsprites_hdf5"][0].path
             path = npz if npz.exists() or not hdf5.exists() else hdf5
@@ -166,12 +164,9 @@ class DSpritesSmall(_DSpritesGrid):
 
     def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
         config = config if config is not None else self.Config()
-        if config.path:
-            self.path = Path(config.path).expanduser()
-            if not self.path.exists():
-                raise MissingDataError(f"dsprites_small: data.path {self.path} does not exist")
-        else:
-            self.path = require("dsprites_small", resolve_data_root(data_root))
+        self.path = explicit_path("dsprites_small", config.path) or require(
+            "dsprites_small", resolve_data_root(data_root)
+        )
         self._set_images(load_dsprites_npz(self.path, SMALL_SIZES))
 
 

@@ -280,6 +280,20 @@ def require(name: str, data_root: Path, relative: str | None = None) -> Path:
     )
 
 
+def explicit_path(name: str, path: str, *, folder: bool = False) -> Path | None:
+    """The file (with ``folder``: the folder) a dataset's ``data.path`` names; None when empty.
+
+    Raises :class:`MissingDataError` when ``data.path`` is set but nothing (no folder) is there,
+    so ``explicit_path(...) or require(...)`` falls back to the data root only when it is unset.
+    """
+    if not path:
+        return None
+    found = Path(path).expanduser()
+    if not (found.is_dir() if folder else found.exists()):
+        raise MissingDataError(f"{name}: data.path {found} does not exist")
+    return found
+
+
 def status(name: str, data_root: Path) -> list[tuple[FileSpec, bool]]:
     """Each file of ``name`` and whether its final (extracted) form is present."""
     return [(spec, (Path(data_root) / spec.final_path).exists()) for spec in FILES.get(name, ())]

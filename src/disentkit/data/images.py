@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from disentkit.data.files import FILES, DataFileError, MissingDataError, require
+from disentkit.data.files import FILES, DataFileError, MissingDataError, explicit_path, require
 from disentkit.data.root import resolve_data_root
 from disentkit.registry import DATASETS
 
@@ -243,12 +243,9 @@ class _LMDBImages(ImageData):
             raise ImportError(
                 f"{self.name} needs the 'lmdb' package: pip install 'disentkit[lmdb]'"
             ) from err
-        if config.path:
-            self.path = Path(config.path).expanduser()
-            if not self.path.exists():
-                raise MissingDataError(f"{self.name}: data.path {self.path} does not exist")
-        else:
-            self.path = require(self.file_key, resolve_data_root(data_root))
+        self.path = explicit_path(self.name, config.path) or require(
+            self.file_key, resolve_data_root(data_root)
+        )
         try:
             self._env = lmdb.open(
                 str(self.path), readonly=True, lock=False, readahead=False, meminit=False,
@@ -330,12 +327,9 @@ class Chairs3D(_FileImages):
 
     def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
         config = config if config is not None else self.Config()
-        if config.path:
-            folder = Path(config.path).expanduser()
-            if not folder.is_dir():
-                raise MissingDataError(f"chairs3d: data.path {folder} does not exist")
-        else:
-            folder = require("chairs3d", resolve_data_root(data_root))
+        folder = explicit_path("chairs3d", config.path, folder=True) or require(
+            "chairs3d", resolve_data_root(data_root)
+        )
         entries = []
         for path in sorted(folder.glob("*/renders/*.png")):
             match = CHAIR_PATTERN.search(path.name)
@@ -406,12 +400,9 @@ class LFW(_FileImages):
     def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
         config = config if config is not None else self.Config()
         root = resolve_data_root(data_root)
-        if config.path:
-            folder = Path(config.path).expanduser()
-            if not folder.is_dir():
-                raise MissingDataError(f"lfw: data.path {folder} does not exist")
-        else:
-            folder = require("lfw", root, FILES["lfw"][0].final_path)
+        folder = explicit_path("lfw", config.path, folder=True) or require(
+            "lfw", root, FILES["lfw"][0].final_path
+        )
         self.attribute_names, table = read_lfw_attributes(
             require("lfw", root, FILES["lfw"][1].path)
         )

@@ -20,7 +20,14 @@ from typing import Literal
 import numpy as np
 
 from disentkit.data.base import StoredGrid
-from disentkit.data.files import FILES, DataFileError, MissingDataError, load_npy, require, temporary_path
+from disentkit.data.files import (
+    FILES,
+    DataFileError,
+    explicit_path,
+    load_npy,
+    require,
+    temporary_path,
+)
 from disentkit.data.root import resolve_data_root
 from disentkit.registry import DATASETS
 
@@ -123,12 +130,8 @@ class MPI3D(StoredGrid):
         self.variant = config.variant
         self.factor_sizes = tuple(self.sizes_by_variant[config.variant])
         key = f"mpi3d_{config.variant}"
-        if config.path:
-            path = Path(config.path).expanduser()
-            if not path.exists():
-                raise MissingDataError(f"mpi3d: data.path {path} does not exist")
-        else:
-            path = require(key, resolve_data_root(data_root), FILES[key][0].path)
-        self.path = path
+        self.path = path = explicit_path("mpi3d", config.path) or require(
+            key, resolve_data_root(data_root), FILES[key][0].path
+        )
         expected = (len(self), *self.image_shape)
         self._images = open_npz_member(path, "images", expected, path.with_suffix(".images.npy"))

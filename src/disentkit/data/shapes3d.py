@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from disentkit.data.base import StoredGrid
-from disentkit.data.files import DataFileError, MissingDataError, expect_array, require
+from disentkit.data.files import DataFileError, expect_array, explicit_path, require
 from disentkit.data.root import resolve_data_root
 from disentkit.registry import DATASETS
 
@@ -41,12 +41,9 @@ class Shapes3D(StoredGrid):
         import h5py
 
         config = config if config is not None else self.Config()
-        if config.path:
-            self.path = Path(config.path).expanduser()
-            if not self.path.exists():
-                raise MissingDataError(f"shapes3d: data.path {self.path} does not exist")
-        else:
-            self.path = require("shapes3d", resolve_data_root(data_root))
+        self.path = explicit_path("shapes3d", config.path) or require(
+            "shapes3d", resolve_data_root(data_root)
+        )
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as err:
