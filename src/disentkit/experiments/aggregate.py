@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from disentkit.viz.report import flatten_metrics
+
 __all__ = [
     "GroupStats",
     "RunRecord",
@@ -39,6 +41,7 @@ IGNORED_KEYS = ("seed", "name", "out_dir", "data_root", "imports", "eval.seed")
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of a nested config (lists and strings too); scores use ``flatten_metrics``."""
     out: dict[str, Any] = {}
     if isinstance(data, dict):
         for key, value in data.items():
@@ -48,13 +51,6 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
             else:
                 out[name] = value
     return out
-
-
-def _scalar_leaves(data: Any, prefix: str = "") -> dict[str, float]:
-    return {
-        k: float(v) for k, v in _flatten(data, prefix).items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
 
 
 @dataclass
@@ -91,7 +87,7 @@ def collect_runs(paths: Iterable[str | Path]) -> tuple[list[RunRecord], list[tup
         except (yaml.YAMLError, json.JSONDecodeError) as err:
             skipped.append((run_dir, f"unreadable: {err}"))
             continue
-        scores = _scalar_leaves(results.get("metrics", {}))
+        scores = flatten_metrics(results.get("metrics", {}))
         if not scores:
             skipped.append((run_dir, "results.json has no scalar metrics"))
             continue
