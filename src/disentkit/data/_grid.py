@@ -1,11 +1,13 @@
-"""Shared pieces of the ground-truth datasets: a rendered grid with a lazy uint8 cache and Pillow
-resizing of uint8 stacks (a grid held as a uint8 array is :class:`~disentkit.data.base.StoredGrid`)."""
+"""Shared pieces of the ground-truth datasets: a rendered grid with a lazy uint8 cache, a grid
+whose observations draw randomness, and Pillow resizing of uint8 stacks (a grid held as a uint8
+array is :class:`~disentkit.data.base.StoredGrid`)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import torch
 
 from disentkit.data.base import GroundTruthData
 
@@ -61,6 +63,19 @@ class RenderedGrid(GroundTruthData):
         if not self._rendered.all():
             self.uint8_from_indices(np.arange(len(self)))
         return self._cache
+
+
+class RandomObservationGrid(GroundTruthData):
+    """A factor grid whose observations draw fresh randomness from ``random_state`` on every read,
+    so they are never code-cached by the metric suite nor made device-resident."""
+
+    deterministic_observations = False
+
+    def to(self, device: str | torch.device) -> GroundTruthData:
+        """Not supported: observations draw fresh randomness every time they are read."""
+        raise NotImplementedError(
+            f"{self.name} draws randomness per observation and cannot be made device-resident"
+        )
 
 
 def resize_stack(images: np.ndarray, size: int, method: str = "lanczos") -> np.ndarray:

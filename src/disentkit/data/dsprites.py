@@ -26,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 
+from disentkit.data._grid import RandomObservationGrid
 from disentkit.data.base import GroundTruthData, StoredGrid
 from disentkit.data.files import (
     FILES,
@@ -179,8 +180,9 @@ def _base_dataset(base: str, data_root: Path | None) -> GroundTruthData:
     return DATASETS.get(base)(data_root=data_root)
 
 
-class _DSpritesVariant(GroundTruthData):
-    """A colour (3-channel) variant drawn on top of a binary dSprites grid."""
+class _DSpritesVariant(RandomObservationGrid):
+    """A colour (3-channel) variant drawn on top of a binary dSprites grid; its colour, noise or
+    background crop is drawn from ``random_state`` per observation."""
 
     @dataclass
     class Config:
@@ -190,7 +192,6 @@ class _DSpritesVariant(GroundTruthData):
         seed: int = 0
 
     value_max = 255
-    deterministic_observations = False  # colour / noise / crop drawn from random_state
 
     def __init__(self, config=None, *, data_root: Path | None = None) -> None:
         self.config = config = config if config is not None else self.Config()
@@ -204,12 +205,6 @@ class _DSpritesVariant(GroundTruthData):
     @property
     def observation_shape(self) -> tuple[int, int, int]:
         return (64, 64, 3)
-
-    def to(self, device):
-        """Not supported: observations draw fresh randomness every time they are read."""
-        raise NotImplementedError(
-            f"{self.name} draws randomness per observation and cannot be made device-resident"
-        )
 
     def _binary(self, indices: np.ndarray) -> np.ndarray:
         return self.base.uint8_from_indices(indices)  # (n, 64, 64, 1) in {0, 1}

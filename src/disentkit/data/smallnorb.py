@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from disentkit.data._grid import resize_stack
-from disentkit.data.base import GroundTruthData
+from disentkit.data._grid import RandomObservationGrid, resize_stack
 from disentkit.data.files import FILES, DataFileError, atomic_save_npy, load_npy, require
 from disentkit.data.root import resolve_data_root
 from disentkit.registry import DATASETS
@@ -63,8 +62,9 @@ def read_binary_matrix(path: Path) -> np.ndarray:
 
 
 @DATASETS.register("smallnorb")
-class SmallNORB(GroundTruthData):
-    """smallNORB with disentanglement_lib's factors; instance is a per-observation nuisance."""
+class SmallNORB(RandomObservationGrid):
+    """smallNORB with disentanglement_lib's factors; the instance is a per-observation nuisance
+    drawn from ``random_state``."""
 
     @dataclass
     class Config:
@@ -76,7 +76,6 @@ class SmallNORB(GroundTruthData):
     factor_sizes = (5, 9, 18, 6)
     #: the full stored grid: category, instance, elevation, azimuth, lighting
     grid_sizes = (5, 10, 9, 18, 6)
-    deterministic_observations = False  # the instance is drawn from random_state
 
     def __init__(self, config: Config | None = None, *, data_root: Path | None = None) -> None:
         config = config if config is not None else self.Config()
@@ -131,12 +130,6 @@ class SmallNORB(GroundTruthData):
     @property
     def observation_shape(self) -> tuple[int, int, int]:
         return (64, 64, 1)
-
-    def to(self, device):
-        """Not supported: observations draw fresh randomness every time they are read."""
-        raise NotImplementedError(
-            f"{self.name} draws randomness per observation and cannot be made device-resident"
-        )
 
     def _grid_index(self, factors: np.ndarray, instance: np.ndarray) -> np.ndarray:
         full = np.insert(np.asarray(factors, dtype=np.int64), 1, instance, axis=1)
