@@ -126,6 +126,10 @@ def test_colour_variants_follow_the_reference_draws() -> None:
     np.testing.assert_allclose(obs, np.minimum(binary + noise, 1), rtol=1e-6)
     batch = colour.uint8_batch(np.array([0, 1]))
     assert batch.shape == (2, 64, 64, 3) and colour.value_max == 255
+    # fresh randomness per read: never code-cached by the metric suite nor device-resident
+    assert not colour.deterministic_observations and not noisy.deterministic_observations
+    with pytest.raises(NotImplementedError, match="color_dsprites draws randomness per observation"):
+        colour.to("cpu")
 
 
 def test_scream_needs_an_image_and_inverts_the_sprite(tmp_path: Path) -> None:
@@ -305,6 +309,9 @@ def test_smallnorb_binary_matrix(tmp_path: Path) -> None:
     np.testing.assert_allclose(obs[:, 32, 32, 0], expected, atol=1e-6)
     values = data.uint8_from_indices(np.repeat(data.factors_to_index(factors[:1]), 40))[:, 32, 32, 0]
     assert set(values) == {130, 180}  # both instances drawn by the training path
+    assert not data.deterministic_observations
+    with pytest.raises(NotImplementedError, match="smallnorb draws randomness per observation"):
+        data.to("cpu")
     raw = (folder / "smallnorb-5x46789x9x18x6x2x96x96-training-info.mat").read_bytes()
     (folder / "bad.mat").write_bytes(raw[:-4])
     with pytest.raises(DataFileError, match="header says int32 .* found .* bytes"):
