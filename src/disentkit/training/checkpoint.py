@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 
-def save_atomic(state: dict[str, Any], path: Path) -> None:
+def _write_atomic(path: Path, mode: str, write: Callable[[IO[Any]], None]) -> None:
+    """Write through ``write`` into a temporary file beside ``path``, fsync, then rename; the
+    temporary file is removed if anything fails, so ``path`` is always old or complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -28,6 +31,10 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_atomic(state: dict[str, Any], path: Path) -> None:
+    _write_atomic(path, "wb", lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -43,8 +50,4 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    _write_atomic(path, "w", lambda handle: handle.write(text))
