@@ -19,13 +19,15 @@ def test_quickstart_at_tiny_size_writes_a_complete_run(tmp_path: Path, capsys) -
     assert code == 0
     run_dir = tmp_path / "quickstart-sprites-seed0"
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints/last.pt",
-                 "results.json"):
+                 "results.json", "report.html"):
         assert (run_dir / name).exists(), name
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["metrics"]) == {"mig", "factor_vae"}
     assert 0.0 <= results["metrics"]["mig"]["discrete_mig"] <= 1.0
     out = capsys.readouterr().out
-    assert "run directory" in out and "mig" in out
+    assert "run directory" in out and "mig" in out and "report.html" in out
+    html = (run_dir / "report.html").read_text()
+    assert "data:image/png;base64," in html and "data:image/gif;base64," in html
     # A second quickstart does not clobber the first.
     assert main(["quickstart", "--out", str(tmp_path), *TINY, "eval.at_end=false"]) == 0
     assert (tmp_path / "quickstart-sprites-seed0-2" / "checkpoints" / "last.pt").exists()

@@ -216,3 +216,11 @@ def test_torchrun_launch_is_detected(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "trun" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["step"] == 2
+
+
+def test_dataset_resident_on_device_gives_the_same_run(tmp_path: Path) -> None:
+    """Batches indexed from the device-resident grid equal the host path's batches."""
+    a = disentkit.train(_config(tmp_path, "train.steps=3", "name=host"))
+    b = disentkit.train(_config(tmp_path, "train.steps=3", "name=dev", "train.data_on_device=true"))
+    for key, value in _weights(a).items():
+        assert torch.equal(value, _weights(b)[key]), key

@@ -45,6 +45,8 @@ class TrainConfig:
     ema_decay: float | None = None
     ema_modules: list[str] = field(default_factory=list)
     checkpoint_every: int = 1000
+    #: keep the whole uint8 dataset on the training device (in-memory grids; saves the host copy)
+    data_on_device: bool = False
     #: CPU threads for torch (0: leave torch's default)
     num_threads: int = 0
 

@@ -96,6 +96,13 @@ class Trainer:
         fabric.launch()
         torch.manual_seed(config.seed)  # identical initial weights on every process
         self.data = build_dataset(config)
+        if config.train.data_on_device:
+            if not hasattr(self.data, "to"):
+                raise ValueError(
+                    f"train.data_on_device: dataset '{config.data.name}' cannot be moved to a "
+                    "device (only in-memory ground-truth grids can); set train.data_on_device=false"
+                )
+            self.data.to(fabric.device)
         self.image_shape = image_shape_of(self.data)
         model: Model = build_model(config, self.image_shape, len(self.data))
         self.specs = model.optimiser_specs()
