@@ -224,3 +224,19 @@ def test_dataset_resident_on_device_gives_the_same_run(tmp_path: Path) -> None:
     b = disentkit.train(_config(tmp_path, "train.steps=3", "name=dev", "train.data_on_device=true"))
     for key, value in _weights(a).items():
         assert torch.equal(value, _weights(b)[key]), key
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo DDP test is for POSIX")
+def test_ddp_with_two_optimisers_factorvae(tmp_path: Path) -> None:
+    """FactorVAE's VAE and discriminator objectives share one backward, which DDP requires."""
+    result = subprocess.run(
+        [sys.executable, "-m", "disentkit", "train", "preset=factorvae/smoke", f"out_dir={tmp_path}",
+         "name=fv", "train.devices=2", "train.strategy=ddp", "train.steps=4", "log.every=2"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run directory") == 1  # printed by the main process only
+    state = load_checkpoint(tmp_path / "fv" / "checkpoints" / "last.pt")
+    assert state["step"] == 4 and len(state["optimisers"]) == 2
+    records = [json.loads(x) for x in (tmp_path / "fv" / "metrics.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)

@@ -54,5 +54,8 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"disentkit train: error: {err}", file=sys.stderr)
         return 1
-    print(f"run directory: {path}")
+    from disentkit.training.distributed import is_global_zero
+
+    if is_global_zero():
+        print(f"run directory: {path}")
     return 0
