@@ -128,13 +128,64 @@ def test_parallel_loss_equals_its_definition_with_gradients():
     assert parallel_loss(pair).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_parallel_loss_many_chunks_equal_one(monkeypatch):
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 8, 64])
+def test_parallel_loss_any_slab_height_equals_the_definition(monkeypatch, rows):
+    """Slabs of 1 row (no products), odd heights, heights that do not divide P B (a ragged last
+    slab) and one slab for everything: value and gradient equal the dense definition."""
     import disentkit.models.symmetry as sym
 
-    delta = torch.randn(2, 6, 3, 4, generator=_gen(9), dtype=torch.float64)
-    whole = sym.parallel_loss(delta)
-    monkeypatch.setattr(sym, "PARALLEL_CHUNK", 5)
-    torch.testing.assert_close(sym.parallel_loss(delta), whole)
+    monkeypatch.setattr(sym, "PARALLEL_ROWS", rows)
+    delta = torch.randn(2, 6, 3, 4, generator=_gen(9), dtype=torch.float64, requires_grad=True)
+    fast, dense = sym.parallel_loss(delta), sym.parallel_loss_dense(delta)
+    torch.testing.assert_close(fast, dense, rtol=1e-12, atol=0)
+    torch.testing.assert_close(torch.autograd.grad(fast, delta)[0],
+                               torch.autograd.grad(dense, delta)[0], rtol=1e-10, atol=1e-13)
+    # the no-gradient pass gives the same value
+    torch.testing.assert_close(sym.parallel_loss(delta.detach()), fast.detach(), rtol=1e-14, atol=0)
+
+
+def test_parallel_loss_float32_matches_the_definition_and_float64():
+    """Float32 at the training size (D = 10, P = 16, B = 64, several slabs with products): the
+    value agrees with the float64 definition to float32 precision and the gradient with the
+    float32 definition (against float64 both differ by the same ~1e-4: near-orthogonal pairs
+    make -log(cos^2 + 1e-9) ill-conditioned in cos, whatever the evaluation order)."""
+    delta = torch.randn(10, 16, 64, 10, generator=_gen(13))
+    fast32 = delta.clone().requires_grad_()
+    dense32 = delta.clone().requires_grad_()
+    dense64 = delta.double().requires_grad_()
+    values = [parallel_loss(fast32), parallel_loss_dense(dense32), parallel_loss_dense(dense64)]
+    for value in values:
+        value.backward()
+    torch.testing.assert_close(values[0].double(), values[2].detach(), rtol=2e-6, atol=0)
+    scale = dense32.grad.abs().max().item()
+    torch.testing.assert_close(fast32.grad, dense32.grad, rtol=0, atol=1e-5 * scale)
+    error_fast = (fast32.grad.double() - dense64.grad).abs().max().item()
+    error_dense = (dense32.grad.double() - dense64.grad).abs().max().item()
+    assert error_fast <= 1.1 * error_dense + 1e-6 * scale
+
+
+def test_log_sum_of_products_is_the_sum_of_logs_down_to_the_eps_floor():
+    from disentkit.models.symmetry import _log_sum_of_products
+
+    def scratch(values):
+        return values.new_empty(values.numel() // 2), values.new_empty(values.numel() // 4)
+
+    # every value at the floor 1e-9 (cos = 0): products of four are 1e-36, still a normal
+    # float32, so the sum is exact up to rounding: 96 * log(1e-9)
+    floor = torch.full((2, 8, 6), PARALLEL_EPS, dtype=torch.float32)
+    assert _log_sum_of_products(floor, scratch(floor)).item() == pytest.approx(
+        96 * math.log(PARALLEL_EPS), rel=1e-6)
+    values = torch.rand(3, 12, 7, generator=_gen(14), dtype=torch.float64) + PARALLEL_EPS
+    before, expected = values.clone(), values.log().sum()
+    for rows in (12, 6, 5, 1):  # two levels, one level then odd, odd at once, a single row
+        part = values[:, :rows]
+        torch.testing.assert_close(_log_sum_of_products(part, scratch(part)), part.log().sum())
+    torch.testing.assert_close(_log_sum_of_products(values, scratch(values)), expected)
+    # a dtype whose smallest normal is above 1e-36 takes the plain log (no underflow)
+    half = torch.full((1, 4, 2), 1e-3, dtype=torch.float16)
+    assert _log_sum_of_products(half, scratch(half)).item() == pytest.approx(
+        8 * math.log(1e-3), rel=1e-3)
+    assert torch.equal(values, before)  # products go to the scratch buffers, not the input
 
 
 def test_orthogonal_zero_for_orthogonal_sections_and_exact():
