@@ -439,3 +439,17 @@ def test_npz_member_offset_handles_zip64_extra(tmp_path: Path) -> None:
         archive.writestr(info, buffer.getvalue())
     data = TinyMPI3D(data_root=tmp_path)
     np.testing.assert_array_equal(np.asarray(data.images_uint8), images)
+
+
+def test_ffhq_lmdb_train_and_test_splits(tmp_path: Path) -> None:
+    """Diff-AE's FFHQ split: the first test_size images are the test set, the rest train."""
+    _lmdb(tmp_path / "ffhq" / "ffhq256.lmdb", "256-%05d", 5, "jpeg")
+    test = FFHQLMDB(FFHQLMDB.Config(image_size=32, split="test", test_size=2), data_root=tmp_path)
+    train = FFHQLMDB(FFHQLMDB.Config(image_size=32, split="train", test_size=2), data_root=tmp_path)
+    assert len(test) == 2 and len(train) == 3
+    assert test.key(1) == b"256-00001" and train.key(0) == b"256-00002"
+    # Image i is filled with red = 40 * i (JPEG, so allow a little error).
+    assert abs(int(train.uint8_batch(np.array([0]))[0, 16, 16, 0]) - 80) <= 3
+    assert abs(int(test.uint8_batch(np.array([1]))[0, 16, 16, 0]) - 40) <= 3
+    with pytest.raises(DataFileError, match="test_size < 5"):
+        FFHQLMDB(FFHQLMDB.Config(split="train", test_size=5), data_root=tmp_path)

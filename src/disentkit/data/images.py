@@ -20,7 +20,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -220,6 +220,26 @@ class CelebA(_FileImages):
         self._setup(len(self.files), config.cache)
 
 
+_LMDB_ENVIRONMENTS: dict[Path, Any] = {}
+
+
+def _open_lmdb(path: Path) -> Any:
+    """A read-only LMDB environment, shared by every dataset reading ``path`` in this process
+    (LMDB refuses to open the same environment twice in one process)."""
+    import lmdb
+
+    key = path.resolve()
+    if key not in _LMDB_ENVIRONMENTS:
+        try:
+            _LMDB_ENVIRONMENTS[key] = lmdb.open(
+                str(path), readonly=True, lock=False, readahead=False, meminit=False,
+                subdir=path.is_dir(),
+            )
+        except lmdb.Error as err:
+            raise DataFileError(f"{path}: not a readable LMDB ({err})") from err
+    return _LMDB_ENVIRONMENTS[key]
+
+
 class _LMDBImages(ImageData):
     """Diff-AE's LMDB layout: ``b"length"`` and one encoded image per ``key_format % index``."""
 
@@ -238,7 +258,7 @@ class _LMDBImages(ImageData):
     def __init__(self, config=None, *, data_root: Path | None = None) -> None:
         config = config if config is not None else self.Config()
         try:
-            import lmdb
+            import lmdb  # noqa: F401  (fail early with the install hint)
         except ImportError as err:
             raise ImportError(
                 f"{self.name} needs the 'lmdb' package: pip install 'disentkit[lmdb]'"
@@ -246,13 +266,7 @@ class _LMDBImages(ImageData):
         self.path = explicit_path(self.name, config.path) or require(
             self.file_key, resolve_data_root(data_root)
         )
-        try:
-            self._env = lmdb.open(
-                str(self.path), readonly=True, lock=False, readahead=False, meminit=False,
-                subdir=self.path.is_dir(),
-            )
-        except lmdb.Error as err:
-            raise DataFileError(f"{self.path}: not a readable LMDB ({err})") from err
+        self._env = _open_lmdb(self.path)
         with self._env.begin() as txn:
             raw = txn.get(b"length")
         if raw is None:
@@ -262,10 +276,15 @@ class _LMDBImages(ImageData):
         except ValueError as err:
             raise DataFileError(f"{self.path}: b'length' should be an integer, found {raw!r}") from err
         self.image_size, self.crop, self.crop_size = config.image_size, config.crop, config.crop_size
-        self._setup(count, config.cache)
+        self._first, stop = self._index_range(config, count)
+        self._setup(stop - self._first, config.cache)
+
+    def _index_range(self, config: Any, count: int) -> tuple[int, int]:
+        """The stored indices this dataset exposes: [start, stop) (all of them by default)."""
+        return 0, count
 
     def key(self, index: int) -> bytes:
-        return (self.key_format % index).encode("utf-8")
+        return (self.key_format % (index + self._first)).encode("utf-8")
 
     def describe(self, index: int) -> str:
         return f"{self.path} key {self.key(index).decode()}"
@@ -293,9 +312,28 @@ class CelebALMDB(_LMDBImages):
 
 @DATASETS.register("ffhq_lmdb")
 class FFHQLMDB(_LMDBImages):
-    """Diff-AE ``ffhq256.lmdb``: JPEG 256x256, keys ``256-%05d`` (Diff-AE tests on the first 10k)."""
+    """Diff-AE ``ffhq256.lmdb``: JPEG 256x256, keys ``256-%05d``.
+
+    ``split``: Diff-AE evaluates on the first ``test_size`` (10k) images and trains on the rest
+    (``train``); ``all`` exposes every image.
+    """
+
+    @dataclass
+    class Config(_LMDBImages.Config):
+        split: Literal["all", "train", "test"] = "all"
+        test_size: int = 10000
 
     name, file_key, key_format = "ffhq_lmdb", "ffhq_lmdb", "256-%05d"
+
+    def _index_range(self, config: Any, count: int) -> tuple[int, int]:
+        if config.split == "all":
+            return 0, count
+        if not 0 < config.test_size < count:
+            raise DataFileError(
+                f"{self.path}: data.split={config.split} needs 0 < data.test_size < {count} "
+                f"(the number of stored images), got test_size={config.test_size}"
+            )
+        return (0, config.test_size) if config.split == "test" else (config.test_size, count)
 
 
 @DATASETS.register("bedroom_lmdb")
