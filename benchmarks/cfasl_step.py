@@ -1,22 +1,48 @@
 """Step time of CFASL against its base model, measured in the same process (a ratio).
 
 One training step = forward (``training_losses``) + backward + gradient clipping + Adam step, at
-batch 64 on 64x64 images on the CPU. Base and CFASL models are timed in interleaved rounds so that
-load from other processes affects both alike; the ratio of medians is reported.
+batch 64 on 64x64 images on the CPU. Base and CFASL steps are interleaved (one round = ``--steps``
+steps of each model) so that load from other processes affects both alike; the medians and minima
+of the step times and their ratios are reported, with the load average before and after.
+
+``--malloc tuned`` raises glibc's mmap and trim thresholds (``mallopt``) before anything is
+allocated: the CFASL decoder pass on 2B codes allocates 16 MiB activations that the default
+allocator returns to the kernel after every step and faults back in on the next, which makes that
+pass cost about 3x the base model's B-code pass instead of 2x (see results/cfasl_step.md).
+``--breakdown`` also times the parts of the step on their own (forward + backward each).
 
     python benchmarks/cfasl_step.py                          # beta-VAE base, sub_sec 16, 1 thread
-    python benchmarks/cfasl_step.py --base betavae --sub-sec 10 --threads 2 --rounds 8
+    python benchmarks/cfasl_step.py --threads 2 --malloc tuned --rounds 12 --breakdown
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import json
+import os
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
+from disentkit.models import symmetry
+from disentkit.models.losses import reconstruction_loss
 from disentkit.registry import MODELS
+
+#: glibc mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in the process (glibc only): mmap threshold 32 MiB (its maximum), trim
+    threshold 16 GiB. Returns whether both settings were accepted."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 16 << 30))
 
 
 def build(name: str, image_shape, **params):
@@ -38,13 +64,83 @@ def step_fn(model, batch):
     return step
 
 
-def time_steps(step, count: int) -> list[float]:
+def time_steps(step: Callable[[], None], count: int) -> list[float]:
     out = []
     for _ in range(count):
         t0 = time.perf_counter()
         step()
         out.append(time.perf_counter() - t0)
     return out
+
+
+def interleaved(fns: dict[str, Callable[[], None]], rounds: int, steps: int) -> dict[str, list[float]]:
+    for fn in fns.values():  # warm-up
+        time_steps(fn, 2)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            times[key] += time_steps(fn, steps)
+    return times
+
+
+def breakdown_parts(cfasl, batch: torch.Tensor) -> dict[str, Callable[[], None]]:
+    """Forward + backward of each part of the CFASL step on its own (parameters' gradients
+    accumulate; that does not change the cost)."""
+    size = batch.shape[0]
+    dim = cfasl.codebook.latent_dim
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(size, dim, generator=gen, requires_grad=True)
+    mean = torch.randn(size, dim, generator=gen, requires_grad=True)
+    logvar = torch.randn(size, dim, generator=gen, requires_grad=True)
+    codes2 = torch.randn(2 * size, dim, generator=gen, requires_grad=True)
+    target2 = torch.cat([batch, batch])
+    with torch.no_grad():
+        delta0 = cfasl.codebook.displacements(z)
+    delta = delta0.clone().requires_grad_()
+    choice = torch.randint(cfasl.codebook.sub_sec, (dim,), generator=gen)
+    likelihood = cfasl.config.likelihood
+
+    def encoder():
+        m, lv = cfasl.posterior(batch)
+        (m.sum() + lv.sum()).backward()
+
+    def decoder(count: int):
+        def run():
+            reconstruction_loss(cfasl.decoder(codes2[:count]), target2[:count], likelihood).backward()
+        return run
+
+    def group_elements():
+        cfasl.codebook.group_elements().sum().backward()
+
+    def displacements():
+        cfasl.codebook.displacements(z).sum().backward()
+
+    def composite():
+        half = size // 2
+        sl, fl = cfasl.predictor(torch.cat([mean[:half], logvar[:half], mean[half:], logvar[half:]], -1))
+        weights, _, _ = symmetry.composite_weights(sl, fl, cfasl.config.tau)
+        algebra = cfasl.codebook.algebra(weights)
+        group, inverse = torch.linalg.matrix_exp(algebra), torch.linalg.matrix_exp(-algebra)
+        (symmetry.act(z[:half], group).sum() + symmetry.act(z[half:], inverse).sum()).backward()
+
+    def all_terms():
+        sym = cfasl.symmetry_terms(mean, logvar, z)
+        (sym.sparsity + sym.parallel + sym.orthogonal + sym.commutator + sym.switch
+         + sym.encoder_equivariance + sym.transformed.sum()).backward()
+
+    return {
+        "encoder (B images)": encoder,
+        "decoder, B codes": decoder(size),
+        "decoder, 2B codes": decoder(2 * size),
+        "codebook exp(g_k), K elements": group_elements,
+        "displacements (exp + K x B products)": displacements,
+        "parallel loss": lambda: symmetry.parallel_loss(delta).backward(),
+        "sparsity loss": lambda: symmetry.sparsity_loss(delta).backward(),
+        "orthogonal loss": lambda: symmetry.orthogonal_loss(delta, choice).backward(),
+        "commutator loss": lambda: symmetry.commutator_loss(cfasl.codebook.elements).backward(),
+        "composite symmetry + switches + G, G^-1": composite,
+        "all symmetry terms (symmetry_terms)": all_terms,
+    }
 
 
 def main() -> None:
@@ -55,33 +151,57 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--architecture", default="cfasl")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5, help="steps per model per round")
+    parser.add_argument("--malloc", choices=("default", "tuned"), default="default")
+    parser.add_argument("--breakdown", action="store_true", help="also time the step's parts")
+    parser.add_argument("--json", help="write the numbers to this file")
     args = parser.parse_args()
 
+    tuned = tune_malloc() if args.malloc == "tuned" else False
+    if args.malloc == "tuned" and not tuned:
+        parser.error("--malloc tuned needs glibc (mallopt was not available or refused)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    load_start = os.getloadavg()
     shape = (args.channels, 64, 64)
     batch = (torch.rand(args.batch, *shape) > 0.5).float()
     common = dict(latent_dim=10, architecture=args.architecture, likelihood="bernoulli",
                   init="xavier_u01")
     base = build(args.base, shape, **common)
     cfasl = build(f"cfasl_{args.base}", shape, sub_sec=args.sub_sec, **common)
-    steps = {"base": step_fn(base, batch), "cfasl": step_fn(cfasl, batch)}
-    for step in steps.values():  # warm-up
-        time_steps(step, 2)
-    times: dict[str, list[float]] = {"base": [], "cfasl": []}
-    for _ in range(args.rounds):
-        for key, step in steps.items():
-            times[key] += time_steps(step, args.steps)
+    times = interleaved({"base": step_fn(base, batch), "cfasl": step_fn(cfasl, batch)},
+                        args.rounds, args.steps)
     med = {k: statistics.median(v) for k, v in times.items()}
     low = {k: min(v) for k, v in times.items()}
+    per_round = [statistics.median(times["cfasl"][i:i + args.steps])
+                 / statistics.median(times["base"][i:i + args.steps])
+                 for i in range(0, len(times["base"]), args.steps)]
+    parts: dict[str, dict[str, float]] = {}
+    if args.breakdown:
+        part_times = interleaved(breakdown_parts(cfasl, batch), args.rounds, args.steps)
+        parts = {k: {"median_ms": 1000 * statistics.median(v), "min_ms": 1000 * min(v)}
+                 for k, v in part_times.items()}
+    load_end = os.getloadavg()
+
     print(f"base={args.base} sub_sec={args.sub_sec} batch={args.batch} 64x64x{args.channels} "
-          f"architecture={args.architecture} threads={args.threads} "
-          f"steps={len(times['base'])} per model")
+          f"architecture={args.architecture} threads={args.threads} malloc={args.malloc} "
+          f"steps={len(times['base'])} per model, load average {load_start[0]:.2f} -> {load_end[0]:.2f}")
     for k in ("base", "cfasl"):
         print(f"  {k:6s} median {1000 * med[k]:7.1f} ms   min {1000 * low[k]:7.1f} ms")
-    print(f"  ratio  median {med['cfasl'] / med['base']:.2f}   min {low['cfasl'] / low['base']:.2f}")
+    print(f"  ratio  of medians {med['cfasl'] / med['base']:.2f}   of minima {low['cfasl'] / low['base']:.2f}"
+          f"   median of per-round ratios {statistics.median(per_round):.2f}")
+    for name, value in parts.items():
+        print(f"  part {name:42s} median {value['median_ms']:7.2f} ms   min {value['min_ms']:7.2f} ms")
+    if args.json:
+        record = {
+            "args": vars(args), "torch": torch.__version__, "load_average": [load_start, load_end],
+            "base_ms": [1000 * t for t in times["base"]], "cfasl_ms": [1000 * t for t in times["cfasl"]],
+            "ratio_of_medians": med["cfasl"] / med["base"], "ratio_of_minima": low["cfasl"] / low["base"],
+            "median_of_round_ratios": statistics.median(per_round), "parts": parts,
+        }
+        with open(args.json, "w") as fh:
+            json.dump(record, fh, indent=1)
 
 
 if __name__ == "__main__":

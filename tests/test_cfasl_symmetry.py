@@ -144,6 +144,17 @@ def test_parallel_loss_any_slab_height_equals_the_definition(monkeypatch, rows):
     torch.testing.assert_close(sym.parallel_loss(delta.detach()), fast.detach(), rtol=1e-14, atol=0)
 
 
+def test_parallel_slab_height_per_device():
+    from disentkit.models.symmetry import PARALLEL_ROWS, _slab_rows
+
+    assert _slab_rows(10, 1024, torch.device("cpu")) == PARALLEL_ROWS
+    assert _slab_rows(10, 7, torch.device("cpu")) == 7  # never taller than the matrix
+    # accelerators: as tall as 2^24 cosines allow, a multiple of 4 (the whole matrix here)
+    assert _slab_rows(10, 1024, torch.device("cuda")) == 1024
+    rows = _slab_rows(10, 1 << 14, torch.device("cuda"))
+    assert rows % 4 == 0 and 10 * rows * (1 << 14) <= 1 << 24 and rows >= PARALLEL_ROWS
+
+
 def test_parallel_loss_float32_matches_the_definition_and_float64():
     """Float32 at the training size (D = 10, P = 16, B = 64, several slabs with products): the
     value agrees with the float64 definition to float32 precision and the gradient with the
