@@ -216,7 +216,7 @@ class CodeCache:
 def representation_from_model(
     model: Any,
     device: Any = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     method: str = "encode",
     output_index: int = 0,
 ) -> Callable[[np.ndarray], np.ndarray]:
@@ -224,7 +224,10 @@ def representation_from_model(
 
     The wrapper converts NHWC numpy to an NCHW float32 tensor on ``device`` (default: the
     device of the model's first parameter, else CPU), calls ``getattr(model, method)`` under
-    ``torch.no_grad()`` in slices of ``batch_size``, and returns numpy codes. If the method
+    ``torch.no_grad()`` in slices of ``batch_size``, and returns numpy codes. ``batch_size=None``:
+    64 on CPU (one torch thread ran the dlib conv encoder ~3x faster per image at 16-128 images
+    per forward than at 512-1024 on the 2-core benchmark machine,
+    benchmarks/results/metrics_encoder_batch.json), 512 on accelerators. If the method
     returns a tuple/list (e.g. ``(mean, logvar)``) element ``output_index`` is used; a dict must
     hold ``"mean"`` or ``"z"``. The model is switched to eval mode while encoding and restored.
     """
@@ -237,6 +240,8 @@ def representation_from_model(
         except (AttributeError, StopIteration):
             device = torch.device("cpu")
     device = torch.device(device)
+    if batch_size is None:
+        batch_size = 64 if device.type == "cpu" else 512
 
     def _select(out: Any) -> Any:
         if isinstance(out, tuple | list):
