@@ -264,3 +264,32 @@ def test_analyze_command_writes_the_three_images(trained_run):
     latent = np.load(trained_run / "analysis" / "latent3d.npz")
     assert latent["codes"].shape == (64, 3)
     assert len(np.unique(latent["factors"][:, 1])) == 1  # the fixed factor holds one value
+
+
+def test_step_benchmark_script_times_both_models_and_the_parts(tmp_path, monkeypatch):
+    """benchmarks/cfasl_step.py on a tiny run: interleaved step times of both models, ratios, the
+    per-part breakdown and its JSON record."""
+    import importlib.util
+    import statistics
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cfasl_step.py"
+    spec = importlib.util.spec_from_file_location("cfasl_step_benchmark", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "step.json"
+    monkeypatch.setattr(sys, "argv", ["cfasl_step.py", "--batch", "4", "--sub-sec", "2", "--rounds", "2",
+                                      "--steps", "1", "--breakdown", "--json", str(out)])
+    threads = torch.get_num_threads()
+    try:
+        module.main()
+    finally:
+        torch.set_num_threads(threads)
+    record = json.loads(out.read_text())
+    assert len(record["base_ms"]) == len(record["cfasl_ms"]) == 2
+    assert all(t > 0 for t in record["base_ms"] + record["cfasl_ms"])
+    ratio = statistics.median(record["cfasl_ms"]) / statistics.median(record["base_ms"])
+    assert record["ratio_of_medians"] == pytest.approx(ratio)
+    parts = {"parallel loss", "decoder, 2B codes", "all symmetry terms (symmetry_terms)"}
+    assert parts <= set(record["parts"])
+    assert all(v["min_ms"] <= v["median_ms"] for v in record["parts"].values())
