@@ -63,7 +63,7 @@ def evaluate_run(
             f"dataset '{run.config.data.name}' has no ground-truth factors; the disentanglement "
             "metrics need a ground-truth dataset (attribute metrics such as tad take labels)"
         )
-    representation = representation_from_model(run.model, device=device, batch_size=512)
+    representation = representation_from_model(run.model, device=device)
     results = evaluate(data, representation, metrics=metrics, seed=seed, preset=preset)
     payload = _json_safe({"run": str(run.path), "dataset": run.config.data.name, **results})
     write_text_atomic(Path(run_dir) / "results.json", json.dumps(payload, indent=2))
