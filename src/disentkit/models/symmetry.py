@@ -181,7 +181,12 @@ class _ParallelLoss(torch.autograd.Function):
                     cols = col_buf[: sections * dim * (num - stop)].view(sections, dim, num - stop)
                     grad_t[:, :, stop:] += torch.bmm(unit_t[:, :, start:stop], ratio[:, :, height:],
                                                      out=cols)
-        total = 2.0 * total - diag_buf[:filled].log().sum()  # diagonal blocks count once
+        # the diagonal blocks count once: subtract one copy (full-height blocks with products too)
+        full = num // rows * sections * rows * rows
+        diag = _log_sum_of_products(diag_buf[:full].view(-1, rows, rows), scratch)
+        if filled > full:
+            diag = diag + diag_buf[full:filled].log().sum()
+        total = 2.0 * total - diag
         if need_grad:
             # weight 2 per off-diagonal entry, d/dc = 2c / (c^2 + eps), overall factor -scale
             grad_t.mul_(-4.0 * scale)
