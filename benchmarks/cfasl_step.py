@@ -10,7 +10,9 @@ allocated, so freed memory stays in the process: with the defaults the step's la
 are returned to the kernel and faulted back in every step (about 18k minor page faults per base
 step, 23k per CFASL step, against none when tuned), and the decoder pass on CFASL's 2B codes costs
 about 3x the pass on B codes instead of 2x (see results/cfasl_step.md).
-``--breakdown`` also times the parts of the step on their own (forward + backward each).
+``--breakdown`` also times the parts of the step on their own (forward + backward each);
+``--ablate`` adds a third interleaved model, CFASL with its symmetry terms replaced by zeros (the
+decoder still runs on 2B codes), which isolates the cost that the doubled decoder batch imposes.
 
     python benchmarks/cfasl_step.py                          # beta-VAE base, sub_sec 16, 1 thread
     python benchmarks/cfasl_step.py --threads 2 --malloc tuned --rounds 12 --breakdown
@@ -86,6 +88,22 @@ def interleaved(fns: dict[str, Callable[[], None]], rounds: int, steps: int) -> 
     return times
 
 
+def without_symmetry_terms(cfasl) -> None:
+    """Replace the model's symmetry terms by zeros (transformed codes = the batch's codes reversed,
+    so the decoder still runs on 2B codes): what is left of the step is the base objective on a
+    doubled decoder batch."""
+    from disentkit.models.cfasl import SymmetryTerms
+
+    def zero_terms(mean, logvar, z):
+        half = z.shape[0] // 2
+        zero = z.sum() * 0.0
+        group = torch.eye(z.shape[1]).expand(half, -1, -1)
+        off = torch.zeros(half, z.shape[1], dtype=torch.long)
+        return SymmetryTerms(zero, zero, zero, zero, zero, zero, z.flip(0), group, off.float(), off)
+
+    cfasl.symmetry_terms = zero_terms
+
+
 def breakdown_parts(cfasl, batch: torch.Tensor) -> dict[str, Callable[[], None]]:
     """Forward + backward of each part of the CFASL step on its own (parameters' gradients
     accumulate; that does not change the cost)."""
@@ -158,6 +176,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="steps per model per round")
     parser.add_argument("--malloc", choices=("default", "tuned"), default="default")
     parser.add_argument("--breakdown", action="store_true", help="also time the step's parts")
+    parser.add_argument("--ablate", action="store_true",
+                        help="also time CFASL with its symmetry terms replaced by zeros")
     parser.add_argument("--json", help="write the numbers to this file")
     args = parser.parse_args()
 
@@ -173,8 +193,12 @@ def main() -> None:
                   init="xavier_u01")
     base = build(args.base, shape, **common)
     cfasl = build(f"cfasl_{args.base}", shape, sub_sec=args.sub_sec, **common)
-    times = interleaved({"base": step_fn(base, batch), "cfasl": step_fn(cfasl, batch)},
-                        args.rounds, args.steps)
+    models = {"base": step_fn(base, batch), "cfasl": step_fn(cfasl, batch)}
+    if args.ablate:
+        no_sym = build(f"cfasl_{args.base}", shape, sub_sec=args.sub_sec, **common)
+        without_symmetry_terms(no_sym)
+        models["cfasl_no_sym"] = step_fn(no_sym, batch)
+    times = interleaved(models, args.rounds, args.steps)
     med = {k: statistics.median(v) for k, v in times.items()}
     low = {k: min(v) for k, v in times.items()}
     per_round = [statistics.median(times["cfasl"][i:i + args.steps])
@@ -190,18 +214,20 @@ def main() -> None:
     print(f"base={args.base} sub_sec={args.sub_sec} batch={args.batch} 64x64x{args.channels} "
           f"architecture={args.architecture} threads={args.threads} malloc={args.malloc} "
           f"steps={len(times['base'])} per model, load average {load_start[0]:.2f} -> {load_end[0]:.2f}")
-    for k in ("base", "cfasl"):
-        print(f"  {k:6s} median {1000 * med[k]:7.1f} ms   min {1000 * low[k]:7.1f} ms")
-    print(f"  ratio  of medians {med['cfasl'] / med['base']:.2f}   of minima {low['cfasl'] / low['base']:.2f}"
-          f"   median of per-round ratios {statistics.median(per_round):.2f}")
+    for k in times:
+        print(f"  {k:12s} median {1000 * med[k]:7.1f} ms   min {1000 * low[k]:7.1f} ms   "
+              f"ratio to base: of medians {med[k] / med['base']:.2f}, of minima {low[k] / low['base']:.2f}")
+    print(f"  cfasl / base: median of per-round ratios {statistics.median(per_round):.2f}")
     for name, value in parts.items():
         print(f"  part {name:42s} median {value['median_ms']:7.2f} ms   min {value['min_ms']:7.2f} ms")
     if args.json:
         record = {
             "args": vars(args), "torch": torch.__version__, "load_average": [load_start, load_end],
-            "base_ms": [1000 * t for t in times["base"]], "cfasl_ms": [1000 * t for t in times["cfasl"]],
+            **{f"{k}_ms": [1000 * t for t in v] for k, v in times.items()},
             "ratio_of_medians": med["cfasl"] / med["base"], "ratio_of_minima": low["cfasl"] / low["base"],
             "median_of_round_ratios": statistics.median(per_round), "parts": parts,
+            **({"no_sym_ratio_of_medians": med["cfasl_no_sym"] / med["base"],
+                "no_sym_ratio_of_minima": low["cfasl_no_sym"] / low["base"]} if args.ablate else {}),
         }
         with open(args.json, "w") as fh:
             json.dump(record, fh, indent=1)

@@ -267,8 +267,8 @@ def test_analyze_command_writes_the_three_images(trained_run):
 
 
 def test_step_benchmark_script_times_both_models_and_the_parts(tmp_path, monkeypatch):
-    """benchmarks/cfasl_step.py on a tiny run: interleaved step times of both models, ratios, the
-    per-part breakdown and its JSON record."""
+    """benchmarks/cfasl_step.py on a tiny run: interleaved step times of the models (base, CFASL,
+    CFASL without its symmetry terms), ratios, the per-part breakdown and its JSON record."""
     import importlib.util
     import statistics
     import sys
@@ -279,15 +279,15 @@ def test_step_benchmark_script_times_both_models_and_the_parts(tmp_path, monkeyp
     spec.loader.exec_module(module)
     out = tmp_path / "step.json"
     monkeypatch.setattr(sys, "argv", ["cfasl_step.py", "--batch", "4", "--sub-sec", "2", "--rounds", "2",
-                                      "--steps", "1", "--breakdown", "--json", str(out)])
+                                      "--steps", "1", "--breakdown", "--ablate", "--json", str(out)])
     threads = torch.get_num_threads()
     try:
         module.main()
     finally:
         torch.set_num_threads(threads)
     record = json.loads(out.read_text())
-    assert len(record["base_ms"]) == len(record["cfasl_ms"]) == 2
-    assert all(t > 0 for t in record["base_ms"] + record["cfasl_ms"])
+    assert len(record["base_ms"]) == len(record["cfasl_ms"]) == len(record["cfasl_no_sym_ms"]) == 2
+    assert all(t > 0 for t in record["base_ms"] + record["cfasl_ms"] + record["cfasl_no_sym_ms"])
     ratio = statistics.median(record["cfasl_ms"]) / statistics.median(record["base_ms"])
     assert record["ratio_of_medians"] == pytest.approx(ratio)
     parts = {"parallel loss", "decoder, 2B codes", "all symmetry terms (symmetry_terms)"}
