@@ -70,6 +70,28 @@ def test_decoder_runs_once_on_the_doubled_batch_and_targets_the_swapped_pairs():
     assert out["codebook_sparsity"].item() == 0.0
 
 
+def test_composite_symmetry_and_its_inverse_act_on_the_right_halves():
+    """G = exp(A) moves z1 towards z2 and exp(-A) moves z2 towards z1 (one batched matrix_exp
+    for both), replayed from the same Gumbel draws in float64."""
+    from disentkit.models.symmetry import act, composite_weights
+
+    model = _model("cfasl_betavae").double()
+    gen = torch.Generator().manual_seed(4)
+    mean, logvar, z = (torch.randn(6, 4, generator=gen, dtype=torch.float64) for _ in range(3))
+    torch.manual_seed(5)
+    sym = model.symmetry_terms(mean, logvar, z)
+    sigma = torch.exp(0.5 * logvar)
+    switch_logits, factor_logits = model.predictor(torch.cat([mean[:3], sigma[:3], mean[3:], sigma[3:]], -1))
+    torch.manual_seed(5)
+    weights, _, _ = composite_weights(switch_logits, factor_logits, model.config.tau)
+    algebra = model.codebook.algebra(weights)
+    group, inverse = torch.linalg.matrix_exp(algebra), torch.linalg.matrix_exp(-algebra)
+    torch.testing.assert_close(sym.group, group, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(sym.transformed[:3], act(z[3:], inverse), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(sym.transformed[3:], act(z[:3], group), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(group @ inverse, torch.eye(4, dtype=torch.float64).expand(3, 4, 4))
+
+
 def test_odd_batch_is_rejected_with_advice():
     model = _model("cfasl_betavae")
     with pytest.raises(ValueError, match="even batch"):
