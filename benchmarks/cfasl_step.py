@@ -21,7 +21,6 @@ decoder still runs on 2B codes), which isolates the cost that the doubled decode
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import statistics
@@ -33,21 +32,9 @@ import torch
 from disentkit.models import symmetry
 from disentkit.models.losses import reconstruction_loss
 from disentkit.registry import MODELS
+from disentkit.training.cpu_memory import tune_glibc_malloc
 
-#: glibc mallopt parameters
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def tune_malloc() -> bool:
-    """Keep freed memory in the process (glibc only): mmap threshold 32 MiB (its maximum), trim
-    threshold 1 GiB (``mallopt`` takes a C int). Returns whether both settings were accepted."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    mallopt = libc.mallopt
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+tune_malloc = tune_glibc_malloc
 
 
 def build(name: str, image_shape, **params):

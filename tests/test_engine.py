@@ -240,3 +240,10 @@ def test_ddp_with_two_optimisers_factorvae(tmp_path: Path) -> None:
     assert state["step"] == 4 and len(state["optimisers"]) == 2
     records = [json.loads(x) for x in (tmp_path / "fv" / "metrics.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator tuning is Linux-only")
+def test_glibc_malloc_tuning_is_accepted() -> None:
+    from disentkit.training.cpu_memory import tune_glibc_malloc
+
+    assert tune_glibc_malloc() is True

@@ -29,6 +29,7 @@ from disentkit.builders import build_dataset, build_model, image_shape_of, to_mo
 from disentkit.config import RunConfig, save_config
 from disentkit.models.base import Model, OptimiserSpec
 from disentkit.training.checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from disentkit.training.cpu_memory import tune_glibc_malloc
 from disentkit.training.ema import EMA
 from disentkit.training.loggers import JsonlLogger, TensorBoardLogger
 from disentkit.training.sampler import BatchSampler
@@ -80,6 +81,8 @@ class Trainer:
         train = config.train
         if train.num_threads:
             torch.set_num_threads(train.num_threads)
+        if train.cpu_malloc_tuning and train.accelerator == "cpu":
+            tune_glibc_malloc()
         strategy: Any = train.strategy
         self.fabric = Fabric(
             accelerator=train.accelerator,
