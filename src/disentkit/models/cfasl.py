@@ -49,7 +49,6 @@ from disentkit.models.betatcvae import BetaTCVAE, BetaTCVAEConfig
 from disentkit.models.clgvae import CLGVAE, CLGVAEConfig
 from disentkit.models.controlvae import ControlVAE, ControlVAEConfig, setpoint
 from disentkit.models.losses import (
-    capacity,
     kl_normal_per_dim,
     reconstruction_loss,
     reparameterise,
@@ -387,24 +386,9 @@ class CFASLCLGVAE(make_cfasl(CLGVAE, CFASLCLGVAEConfig)):
             else:
                 rec = reconstruction_loss(logits[:size], batch, cfg.likelihood)
                 dec_eq = reconstruction_loss(logits[size:], batch, cfg.likelihood)
-            kl_per_dim = kl_normal_per_dim(mean, logvar)
-            kl = kl_per_dim.sum()
-            logs: dict[str, torch.Tensor] = {}
-            if cfg.capacity_c_max is not None:
-                c = capacity(step, cfg.capacity_c_max, cfg.capacity_ramp_steps)
-                kl_term = cfg.beta * (kl - c).abs()
-                logs["capacity"] = torch.tensor(c)
-            else:
-                kl_term = cfg.beta * kl
-            group_rec = (group_enc - group_dec[:size]).pow(2).sum(1).mean()
-            hessian, commute = self.decoder.basis_penalties(cfg.commutator)
-            base = (rec + kl_term + cfg.hy_rec * group_rec + cfg.hy_hes * hessian
-                    + cfg.hy_commute * commute)
-            logs.update({
-                "reconstruction": rec, "kl": kl, "kl_per_dim": kl_per_dim,
-                "group_rec": group_rec.detach(), "hessian": hessian.detach(),
-                "commute": commute.detach(), "forward_eg": torch.tensor(float(use_eg)),
-            })
+            regulariser, logs = self.clg_regulariser(mean, logvar, group_enc, group_dec[:size], step)
+            base = rec + regulariser
+            logs.update({"reconstruction": rec, "forward_eg": torch.tensor(float(use_eg))})
             return base, dec_eq, logs
 
         return mean, logvar, z, finish

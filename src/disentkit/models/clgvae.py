@@ -78,22 +78,34 @@ class CLGVAE(GaussianVAE):
         use_eg = self.training and bool(torch.rand(()) < cfg.forward_eg_prob)
         logits = self.decoder.decode_group(group_enc if use_eg else group_dec)
         rec = reconstruction_loss(logits, batch, cfg.likelihood)
+        regulariser, out = self.clg_regulariser(mean, logvar, group_enc, group_dec, step)
+        out.update({
+            "loss": rec + regulariser, "reconstruction": rec,
+            "forward_eg": torch.tensor(float(use_eg), device=rec.device),
+        })
+        return out
+
+    def clg_regulariser(
+        self, mean: torch.Tensor, logvar: torch.Tensor, group_enc: torch.Tensor,
+        group_dec: torch.Tensor, step: int,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Everything but REC: beta * KL (or the capacity form) + hy_rec * ||gE - gD||^2 +
+        hy_hes * Hessian penalty + hy_commute * commutator penalty, with the logged terms."""
+        cfg = self.config
         kl_per_dim = kl_normal_per_dim(mean, logvar)
         kl = kl_per_dim.sum()
-        out: dict[str, torch.Tensor] = {}
+        logs: dict[str, torch.Tensor] = {}
         if cfg.capacity_c_max is not None:
             c = capacity(step, cfg.capacity_c_max, cfg.capacity_ramp_steps)
             kl_term = cfg.beta * (kl - c).abs()
-            out["capacity"] = torch.tensor(c, device=kl.device)
+            logs["capacity"] = torch.tensor(c, device=kl.device)
         else:
             kl_term = cfg.beta * kl
         group_rec = (group_enc - group_dec).pow(2).sum(1).mean()
         hessian, commute = self.decoder.basis_penalties(cfg.commutator)
-        loss = (rec + kl_term + cfg.hy_rec * group_rec + cfg.hy_hes * hessian
-                + cfg.hy_commute * commute)
-        out.update({
-            "loss": loss, "reconstruction": rec, "kl": kl, "kl_per_dim": kl_per_dim,
-            "group_rec": group_rec.detach(), "hessian": hessian.detach(),
-            "commute": commute.detach(), "forward_eg": torch.tensor(float(use_eg), device=kl.device),
+        total = kl_term + cfg.hy_rec * group_rec + cfg.hy_hes * hessian + cfg.hy_commute * commute
+        logs.update({
+            "kl": kl, "kl_per_dim": kl_per_dim, "group_rec": group_rec.detach(),
+            "hessian": hessian.detach(), "commute": commute.detach(),
         })
-        return out
+        return total, logs
