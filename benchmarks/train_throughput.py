@@ -36,6 +36,7 @@ from disentkit.builders import to_model_input
 from disentkit.config import from_dict
 from disentkit.data.base import ArrayGroundTruthData
 from disentkit.registry import DATASETS, MODELS
+from disentkit.training.cpu_memory import tune_glibc_malloc
 
 RESULTS = Path(__file__).parent / "results"
 CFASL_BASE = {"cfasl_betavae": "betavae", "cfasl_betatcvae": "betatcvae",
@@ -193,6 +194,8 @@ def main() -> None:
                         help="only the interleaved CFASL-vs-base comparison")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # The same allocator setting the training engine applies on CPU runs.
+    tune_glibc_malloc()
     names = args.models.split(",") if args.models else MODELS.names()
     sets = datasets()
     if args.datasets:
