@@ -23,7 +23,7 @@ import scipy.stats
 from joblib import Parallel, delayed
 from sklearn.ensemble import GradientBoostingClassifier
 
-from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction, sample_codes
+from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction, sample_draws
 from disentkit.metrics.utils import derived_seed
 from disentkit.registry import METRICS
 
@@ -124,11 +124,8 @@ def dci(
     backend: str = DEFAULT_BACKEND,
 ) -> dict[str, Any]:
     """dlib ``compute_dci`` with the study defaults (spec §1, §2.4)."""
-    draws = [
-        sample_codes(ground_truth_data, representation_function, n, random_state, batch_size,
-                     encode_batch_size)
-        for n in (num_train, num_test)
-    ]
+    draws = sample_draws(ground_truth_data, representation_function, (num_train, num_test),
+                         random_state, batch_size, encode_batch_size)
     return score_draws(draws, random_state, gbt_seed, n_jobs, gbt_params, backend)
 
 

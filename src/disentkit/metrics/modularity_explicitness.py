@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction, sample_codes
+from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction, sample_draws
 from disentkit.metrics.utils import discrete_mutual_info, histogram_discretize
 from disentkit.registry import METRICS
 
@@ -110,11 +110,8 @@ def modularity_explicitness(
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
 ) -> dict[str, Any]:
     """dlib ``compute_modularity_explicitness`` with the study defaults (spec §1, §2.7)."""
-    draws = [
-        sample_codes(ground_truth_data, representation_function, n, random_state, batch_size,
-                     encode_batch_size)
-        for n in (num_train, num_test)
-    ]
+    draws = sample_draws(ground_truth_data, representation_function, (num_train, num_test),
+                         random_state, batch_size, encode_batch_size)
     return score_draws(draws, random_state, num_bins, drop_constant_codes)
 
 

@@ -131,6 +131,22 @@ def sample_codes(
     return encoder.result(), np.concatenate(factors, axis=0)
 
 
+def sample_draws(
+    ground_truth_data: Any,
+    representation_function: RepresentationFunction,
+    sizes: list[int] | tuple[int, ...],
+    random_state: np.random.RandomState,
+    batch_size: int = 16,
+    encode_batch_size: int = DEFAULT_ENCODE_BATCH,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Consecutive :func:`sample_codes` draws from one stream (dlib's train-then-test order)."""
+    return [
+        sample_codes(ground_truth_data, representation_function, n, random_state, batch_size,
+                     encode_batch_size)
+        for n in sizes
+    ]
+
+
 class CodeCache:
     """Share ``sample_codes`` draws across metrics that replay the same random stream.
 

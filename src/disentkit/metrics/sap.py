@@ -19,7 +19,7 @@ from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
-from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction, sample_codes
+from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction, sample_draws
 from disentkit.metrics.utils import derived_seed
 from disentkit.registry import METRICS
 
@@ -118,11 +118,8 @@ def sap(
     Defaults: study values (spec §1). ``svc_seed=None`` derives the LinearSVC seed from the
     stream (not consumed); dlib used numpy's global generator there.
     """
-    draws = [
-        sample_codes(ground_truth_data, representation_function, n, random_state, batch_size,
-                     encode_batch_size)
-        for n in (num_train, num_test)
-    ]
+    draws = sample_draws(ground_truth_data, representation_function, (num_train, num_test),
+                         random_state, batch_size, encode_batch_size)
     return score_draws(draws, random_state, continuous_factors, C, svc_seed, n_jobs)
 
 
