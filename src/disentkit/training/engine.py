@@ -108,8 +108,7 @@ class Trainer:
             self.data.to(fabric.device)
         self.image_shape = image_shape_of(self.data)
         model: Model = build_model(config, self.image_shape, len(self.data))
-        self.specs = model.optimiser_specs()
-        optimisers = [_make_optimiser(spec, config) for spec in self.specs]
+        optimisers = [_make_optimiser(spec, config) for spec in model.optimiser_specs()]
         wrapped = fabric.setup(model, *optimisers)
         self.model, self.optimisers = wrapped[0], list(wrapped[1:])
         self.model.mark_forward_method("training_losses")
@@ -201,8 +200,6 @@ class Trainer:
         loggers: list[Any] = []
         if fabric.is_global_zero:
             loggers.append(JsonlLogger(self.run_dir / "metrics.jsonl", self.step if self.resume else None))
-            if not self.resume:
-                loggers[0].path.write_text("")
             if config.log.tensorboard:
                 loggers.append(TensorBoardLogger(self.run_dir / "tensorboard"))
         if sys.platform != "win32" and _in_main_thread():

@@ -8,8 +8,9 @@ from typing import Any
 
 
 class JsonlLogger:
-    """Appends one JSON object per logged step. On resume, lines past the checkpoint's step are
-    dropped so the file reads as if the run had never stopped."""
+    """Writes one JSON object per logged step. A fresh run (``resume_step`` None) starts an empty
+    file; on resume, lines past the checkpoint's step are dropped so the file reads as if the run
+    had never stopped."""
 
     def __init__(self, path: Path, resume_step: int | None = None) -> None:
         self.path = Path(path)
@@ -19,7 +20,7 @@ class JsonlLogger:
                 if line.strip() and json.loads(line).get("step", 0) <= resume_step
             ]
             self.path.write_text("".join(line + "\n" for line in kept))
-        self._handle = self.path.open("a")
+        self._handle = self.path.open("a" if resume_step is not None else "w")
 
     def log(self, record: dict[str, Any]) -> None:
         self._handle.write(json.dumps(record) + "\n")
