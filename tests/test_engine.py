@@ -209,7 +209,7 @@ def test_torchrun_launch_is_detected(tmp_path: Path) -> None:
     args = [*toy_base, "model.name=toy_ae", "train.steps=2", f"out_dir={tmp_path}",
             "train.devices=2", "train.strategy=ddp", "name=trun"]
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "-m", "disentkit", "train", *args],
         capture_output=True, text=True, timeout=240,
     )
@@ -247,3 +247,15 @@ def test_glibc_malloc_tuning_is_accepted() -> None:
     from disentkit.training.cpu_memory import tune_glibc_malloc
 
     assert tune_glibc_malloc() is True
+
+
+def test_rank_is_remembered_after_the_process_group_closes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs close their process group at the end; rank-0-only printing must still know the rank."""
+    from disentkit.training import distributed
+
+    for var in ("RANK", "SLURM_PROCID", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(distributed, "_remembered_rank", None)
+    assert distributed.global_rank() == 0
+    distributed.remember_rank(1)
+    assert distributed.global_rank() == 1 and not distributed.is_global_zero()
