@@ -23,10 +23,12 @@ from disentkit.registry import DATASETS
 def read_mesh(path: Path, azimuths: int, elevations: int) -> np.ndarray:
     """``im`` of one Cars3D ``.mat`` file as uint8 (elevation, azimuth, 128, 128, 3)."""
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
     try:
         im = scipy.io.loadmat(str(path), variable_names=["im"]).get("im")
-    except (ValueError, OSError, TypeError) as err:
+    # scipy reports a truncated or foreign file with any of these (IndexError for a short header)
+    except (MatReadError, ValueError, OSError, TypeError, IndexError, EOFError) as err:
         raise DataFileError(f"{path}: not a readable MATLAB file ({err})") from err
     expected = (128, 128, 3, azimuths, elevations)
     if im is None or im.shape != expected or im.dtype != np.uint8:

@@ -87,9 +87,11 @@ def load_dsprites_npz(path: Path, sizes: tuple[int, ...]) -> np.ndarray:
     return images
 
 
-def load_dsprites_hdf5(path: Path) -> np.ndarray:
+def load_dsprites_hdf5(path: Path, sizes: tuple[int, ...] = FULL_SIZES) -> np.ndarray:
+    """uint8 (N, 64, 64) images of the hdf5 release (``imgs``, ``latents/classes``), validated."""
     import h5py
 
+    n = int(np.prod(sizes))
     try:
         with h5py.File(path, "r") as f:
             if "imgs" not in f or "latents/classes" not in f:
@@ -97,13 +99,13 @@ def load_dsprites_hdf5(path: Path) -> np.ndarray:
                     f"{path}: expected datasets 'imgs' and 'latents/classes', found {list(f.keys())}"
                 )
             d = f["imgs"]
-            expect_array(path, "imgs", (737280, 64, 64), np.uint8, d.shape, d.dtype)
+            expect_array(path, "imgs", (n, 64, 64), np.uint8, d.shape, d.dtype)
             images = np.empty(d.shape, np.uint8)
             d.read_direct(images)
             classes = f["latents/classes"][()]
     except OSError as err:
         raise DataFileError(f"{path}: not a readable HDF5 file ({err})") from err
-    _check_grid(path, np.asarray(classes, dtype=np.int64), FULL_SIZES)
+    _check_grid(path, np.asarray(classes, dtype=np.int64), sizes)
     _check_binary(path, images)
     return images
 
@@ -144,10 +146,11 @@ class DSprites(_DSpritesGrid):
                     "procedural 'sprites' dataset, which needs no file"
                 )
         self.path = path
+        # validated against the class's factor sizes (the official grid)
         if path.suffix in (".hdf5", ".h5"):
-            self._set_images(load_dsprites_hdf5(path))
+            self._set_images(load_dsprites_hdf5(path, self.factor_sizes))
         else:
-            self._set_images(load_dsprites_npz(path, FULL_SIZES))
+            self._set_images(load_dsprites_npz(path, self.factor_sizes))
 
 
 @DATASETS.register("dsprites_small")
@@ -168,7 +171,7 @@ class DSpritesSmall(_DSpritesGrid):
         self.path = explicit_path("dsprites_small", config.path) or require(
             "dsprites_small", resolve_data_root(data_root)
         )
-        self._set_images(load_dsprites_npz(self.path, SMALL_SIZES))
+        self._set_images(load_dsprites_npz(self.path, self.factor_sizes))
 
 
 # ---- disentanglement_lib's variants -----------------------------------------------------------

@@ -178,7 +178,9 @@ def read_celeba_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray
         count = int(lines[0].strip())
     except (IndexError, ValueError) as err:
         raise DataFileError(f"{path}: line 1 should be the image count, found {lines[:1]}") from err
-    names = lines[1].split()
+    names = lines[1].split() if len(lines) > 1 else []
+    if not names:
+        raise DataFileError(f"{path}: line 2 should list the attribute names, found none")
     rows = [line.split() for line in lines[2:] if line.strip()]
     if len(rows) != count:
         raise DataFileError(f"{path}: header says {count} rows, found {len(rows)}")
@@ -188,8 +190,17 @@ def read_celeba_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray
             f"{path}: expected a file name and {len(names)} values per row, found {len(bad)} "
             f"fields in row {bad[:2]}..."
         )
-    values = np.array([r[1:] for r in rows], dtype=np.int8)
-    return [r[0] for r in rows], names, values
+    try:
+        values = np.array([r[1:] for r in rows], dtype=np.int64)
+    except ValueError as err:
+        raise DataFileError(f"{path}: attribute values should be integers -1 or 1 ({err})") from err
+    if values.size and not np.isin(values, (-1, 1)).all():
+        row, column = np.argwhere(~np.isin(values, (-1, 1)))[0]
+        raise DataFileError(
+            f"{path}: attribute values should be -1 or 1, found {values[row, column]} for "
+            f"{names[column]} of {rows[row][0]}"
+        )
+    return [r[0] for r in rows], names, values.astype(np.int8)
 
 
 @DATASETS.register("celeba")
@@ -389,6 +400,10 @@ class Chairs3D(_FileImages):
         self._setup(len(self.files), config.cache)
 
 
+#: an LFW image stem ``<Name>_NNNN`` (the name itself may contain underscores)
+LFW_PATTERN = re.compile(r"(.+)_(\d+)")
+
+
 def read_lfw_attributes(path: Path) -> tuple[list[str], dict[tuple[str, int], np.ndarray]]:
     """Attribute names and {(person, imagenum): float32 scores} from ``lfw_attributes.txt``."""
     header: list[str] | None = None
@@ -409,7 +424,13 @@ def read_lfw_attributes(path: Path) -> tuple[list[str], dict[tuple[str, int], np
                 f"{path}: expected {len(header)} tab-separated fields, found {len(fields)} in "
                 f"{line[:60]!r}"
             )
-        table[(fields[0], int(fields[1]))] = np.asarray(fields[2:], dtype=np.float32)
+        try:
+            table[(fields[0], int(fields[1]))] = np.asarray(fields[2:], dtype=np.float32)
+        except ValueError as err:
+            raise DataFileError(
+                f"{path}: expected a person name, an integer imagenum and {len(header) - 2} real "
+                f"scores, found {line[:60]!r} ({err})"
+            ) from err
     if header is None:
         raise DataFileError(f"{path}: no header line starting '#' with person, imagenum")
     return header[2:], table
@@ -446,8 +467,10 @@ class LFW(_FileImages):
         )
         files, rows = [], []
         for path in sorted(folder.glob("*/*.jpg")):
-            person, _, number = path.stem.rpartition("_")
-            key = (person.replace("_", " "), int(number))
+            match = LFW_PATTERN.fullmatch(path.stem)
+            if match is None:  # not an LFW image name (<Name>_NNNN): no (person, imagenum) key
+                continue
+            key = (match[1].replace("_", " "), int(match[2]))
             scores = table.get(key)
             if scores is None and config.require_attributes:
                 continue
