@@ -22,11 +22,14 @@ PAYLOAD = bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves PAYLOAD; honours ``Range``; the first ``fail_first`` requests stop halfway."""
 
-    state = {"fail_first": 0, "requests": [], "range": True, "body": PAYLOAD}
+    state = {"fail_first": 0, "requests": [], "range": True, "body": PAYLOAD, "status": 200}
 
     def do_GET(self) -> None:  # noqa: N802
         body = self.state["body"]
         self.state["requests"].append(self.headers.get("Range"))
+        if self.state["status"] != 200:
+            self.send_error(self.state["status"])
+            return
         start = 0
         header = self.headers.get("Range")
         if header and self.state["range"]:
@@ -51,9 +54,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    _Handler.state.update(fail_first=0, requests=[], range=True, body=PAYLOAD)
+    _Handler.state.update(fail_first=0, requests=[], range=True, body=PAYLOAD, status=200)
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # a short poll interval keeps shutdown (each test's teardown) fast
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", _Handler.state
     httpd.shutdown()
@@ -179,3 +183,138 @@ def test_explicit_data_path_wins_and_must_exist(tmp_path: Path) -> None:
         DSpritesSmall(data_root=tmp_path)
     with pytest.raises(MissingDataError, match="chairs3d: data.path"):
         Chairs3D(Chairs3D.Config(path=str(present)), data_root=tmp_path)
+
+
+# ---- more download paths: HTTP errors, sizes, progress, archives, manual sources ----------------
+def test_http_error_is_reported_without_retrying(server, tmp_path: Path) -> None:
+    url, state = server
+    state["status"] = 404
+    waits = []
+    with pytest.raises(DataFileError, match=r"x: http://127\.0\.0\.1:\d+/file\.bin answered HTTP 404"):
+        download_file("x", _spec(url), tmp_path, progress=False, sleep=waits.append)
+    assert waits == [] and len(state["requests"]) == 1
+    assert not (tmp_path / "x" / "file.bin").exists()
+
+
+def test_server_errors_are_retried(server, tmp_path: Path) -> None:
+    url, state = server
+    state["status"] = 503
+    waits = []
+    with pytest.raises(DataFileError, match="failed after 2 attempts"):
+        download_file("x", _spec(url), tmp_path, progress=False, retries=1, sleep=waits.append)
+    assert waits == [1.0] and len(state["requests"]) == 2
+    state["status"] = 200
+    assert download_file("x", _spec(url), tmp_path, progress=False).read_bytes() == PAYLOAD
+
+
+def test_wrong_size_is_reported_before_any_checksum(server, tmp_path: Path) -> None:
+    url, _ = server
+    spec = FileSpec(path="x/file.bin", url=url + "/file.bin", size=len(PAYLOAD) + 1,
+                    checksums={"sha256": hashlib.sha256(PAYLOAD).hexdigest()})
+    with pytest.raises(DataFileError, match=rf"expected {len(PAYLOAD) + 1} bytes, found {len(PAYLOAD)}"):
+        download_file("x", spec, tmp_path, progress=False)
+    assert not list((tmp_path / "x").iterdir())  # the bad .part is removed, nothing renamed
+
+
+class _RecordingProgress:
+    """Stands in for the rich progress bar and records what it is told."""
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def add_task(self, label: str, total, completed: int) -> int:
+        self.log.append(("task", label, total, completed))
+        return 0
+
+    def update(self, task: int, advance: int) -> None:
+        self.log.append(("advance", advance))
+
+
+def test_progress_bar_counts_resumed_bytes(server, tmp_path: Path, monkeypatch) -> None:
+    url, state = server
+    log: list = []
+    monkeypatch.setattr(files, "_progress", lambda total, label, enabled: _RecordingProgress(log))
+    state["fail_first"] = 1
+    download_file("x", _spec(url), tmp_path, progress=True, sleep=lambda s: None)
+    tasks = [entry for entry in log if entry[0] == "task"]
+    half = len(PAYLOAD) // 2
+    # first attempt: the whole file, from 0; the resumed one starts at the bytes already there
+    assert tasks == [("task", "x: file.bin", len(PAYLOAD), 0), ("task", "x: file.bin", len(PAYLOAD), half)]
+    assert sum(entry[1] for entry in log if entry[0] == "advance") == len(PAYLOAD)
+
+
+def test_real_progress_bar_runs(server, tmp_path: Path) -> None:
+    url, _ = server
+    assert download_file("x", _spec(url), tmp_path, progress=True).read_bytes() == PAYLOAD
+
+
+def test_archive_download_unpacks_and_loads(server, tmp_path: Path, monkeypatch) -> None:
+    """Cars3D end to end: the tar.gz is downloaded, checked (md5), unpacked, and loaded."""
+    import dataclasses
+    import io
+    import tarfile
+
+    from disentkit.data.cars3d import Cars3D
+    from test_data_real_formats import write_cars
+
+    url, state = server
+    write_cars(tmp_path / "src" / "data" / "cars", [5, 2])
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(tmp_path / "src" / "data", arcname="data")
+    state["body"] = buffer.getvalue()
+    spec = dataclasses.replace(files.FILES["cars3d"][0], url=url + "/nips2015-analogy-data.tar.gz",
+                               checksums={"md5": hashlib.md5(state["body"]).hexdigest()})
+    monkeypatch.setitem(files.FILES, "cars3d", (spec,))
+    root = tmp_path / "root"
+    assert files.download("cars3d", root, progress=False) == [root / "cars3d/data/cars/list.txt"]
+    assert not (root / "cars3d" / "nips2015-analogy-data.tar.gz.extracting").exists()
+    assert files.verify("cars3d", root) == [(str(root / spec.path), "ok")]
+    monkeypatch.setattr(Cars3D, "factor_sizes", (4, 24, 2))
+    data = Cars3D(data_root=root)
+    assert data.uint8_from_indices(np.array([3 * 24 * 2 + 7 * 2 + 1]))[0, 9, 9].tolist() == [40, 70, 150]
+
+
+def test_bad_archives_are_reported(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    gz = tmp_path / "n" / "a.mat.gz"
+    gz.parent.mkdir()
+    gz.write_bytes(gzip.compress(b"NORB" * 1000)[:-12])
+    spec = FileSpec(path="n/a.mat.gz", extract="gunzip", extracted="n/a.mat")
+    with pytest.raises(DataFileError, match=r"a\.mat\.gz: not a complete gzip file"):
+        files.extract(spec, gz, tmp_path)
+    assert sorted(p.name for p in gz.parent.iterdir()) == ["a.mat.gz"]  # no partial a.mat
+    tar_path = tmp_path / "t" / "x.tar"
+    tar_path.parent.mkdir()
+    tar_path.write_bytes(b"not a tar archive" * 40)
+    spec = FileSpec(path="t/x.tar", extract="tar", extracted="t/inner/list.txt")
+    with pytest.raises(DataFileError, match=r"x\.tar: cannot unpack the tar archive"):
+        files.extract(spec, tar_path, tmp_path)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("other/readme.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    tar_path.write_bytes(buffer.getvalue())
+    with pytest.raises(DataFileError, match=r"unpacked, but .*t/inner/list\.txt is not in it"):
+        files.extract(spec, tar_path, tmp_path)
+
+
+def test_manual_sources_print_their_instructions(tmp_path: Path) -> None:
+    where = tmp_path / "mpi3d" / "real3d_complicated_shapes_ordered.npz"
+    with pytest.raises(MissingDataError, match=rf"Google Drive .*; save it as {where}"):
+        files.download("mpi3d_real_complex", tmp_path, progress=False)
+    with pytest.raises(MissingDataError, match=r"save a JPEG .* as .*dsprites/scream\.jpg"):
+        files.download("scream_dsprites", tmp_path, progress=False)
+    with pytest.raises(MissingDataError, match=r"phizaz/diffae.*place the folder at .*ffhq/ffhq256\.lmdb"):
+        files.download("ffhq_lmdb", tmp_path, progress=False)
+    with pytest.raises(KeyError, match="no downloadable files for 'nope'"):
+        files.download("nope", tmp_path)
