@@ -119,8 +119,8 @@ def test_cfasl_init_draws_head_biases_from_u01():
 def test_betatcvae_weights_mi_and_dwkl_with_their_own_names():
     cfasl = _model("cfasl_betatcvae", alpha=5.0, gamma=7.0, mi_weight=1.0, dwkl_weight=1.0, beta=3.0)
     base_cls = MODELS.get("betatcvae")
-    base = base_cls(base_cls.Config(latent_dim=4, architecture="dlib", beta=3.0, dataset_size=1000),
-                    (1, 32, 32))
+    base = base_cls(base_cls.Config(latent_dim=4, architecture="dlib", beta=3.0, dataset_size=1000,
+                                    estimator="mss"), (1, 32, 32))
     mean, logvar = torch.randn(8, 4), torch.randn(8, 4) * 0.1
     z = mean + torch.randn(8, 4)
     kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).mean(0)
@@ -271,14 +271,14 @@ def test_largest_kld_change_swaps_dimensions_cumulatively(trained_run):
     assert sorted(result["order"][0].tolist()) == list(range(dim))
 
 
-def test_analyze_command_writes_the_three_images(trained_run):
+def test_analyze_command_writes_the_four_images(trained_run):
     from disentkit.cli import main
 
     code = main(["analyze", str(trained_run), "--kind", "all", "--num-pairs", "2",
                  "--num-batches", "2", "--batch-size", "16", "--num-points", "64",
                  "--fixed-factors", "1", "2"])
     assert code == 0
-    for name in ("largest_kld.png", "eigen.png", "latent3d.png"):
+    for name in ("largest_kld.png", "eigen.png", "latent3d.png", "latent_sweep.png"):
         path = trained_run / "analysis" / name
         assert path.is_file() and path.stat().st_size > 5000, name
     eigen = np.load(trained_run / "analysis" / "eigen.npz")
@@ -286,6 +286,44 @@ def test_analyze_command_writes_the_three_images(trained_run):
     latent = np.load(trained_run / "analysis" / "latent3d.npz")
     assert latent["codes"].shape == (64, 3)
     assert len(np.unique(latent["factors"][:, 1])) == 1  # the fixed factor holds one value
+
+
+def test_diagonal_sweep_codes_set_latent_d_of_row_d_only():
+    from disentkit.viz.cfasl_sweep import diagonal_sweep_codes
+
+    codes = torch.arange(9.0).reshape(3, 3)
+    out = diagonal_sweep_codes(codes, torch.tensor([-2.0, 2.0]))
+    assert out.shape == (3, 2, 3)
+    expected = torch.tensor([[[-2.0, 1, 2], [2.0, 1, 2]],
+                             [[3, -2.0, 5], [3, 2.0, 5]],
+                             [[6, 7, -2.0], [6, 7, 2.0]]])
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ValueError, match="one code per latent"):
+        diagonal_sweep_codes(torch.zeros(2, 3), torch.tensor([0.0, 1.0]))
+
+
+def test_latent_sweep_rows_are_the_input_then_its_own_dimension_swept(trained_run):
+    from disentkit import load_run
+    from disentkit.viz.cfasl_sweep import latent_sweep
+    from disentkit.viz.images import data_batch
+
+    run = load_run(trained_run)
+    model, data = run.model, run.data()
+    dim = model.latent_dim
+    result = latent_sweep(model, data, np.random.RandomState(0), num_values=4, limit=2.0)
+    images = result["images"]
+    assert images.shape == (dim, 5, *data.observation_shape)
+    np.testing.assert_allclose(result["values"], [-2.0, -2.0 / 3, 2.0 / 3, 2.0], rtol=1e-6)
+    x = data_batch(data, result["indices"])
+    np.testing.assert_allclose(images[:, 0], x.permute(0, 2, 3, 1).numpy())  # inputs first
+    # row 1, last column: image 1's posterior mean with latent 1 set to +2, decoded
+    with torch.no_grad():
+        code = model.encode(x[1:2]).clone()
+        code[0, 1] = 2.0
+        expected = model.decode(code)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(images[1, -1], expected, atol=1e-5)
+    with pytest.raises(ValueError, match="num_values"):
+        latent_sweep(model, data, np.random.RandomState(0), num_values=1)
 
 
 def test_step_benchmark_script_times_both_models_and_the_parts(tmp_path, monkeypatch):

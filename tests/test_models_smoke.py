@@ -22,8 +22,9 @@ CASES = [
     ("betavae/smoke", [], []),
     ("betavae/smoke", ["model.architecture=kim", "model.likelihood=gaussian", "train.steps=20"], []),
     ("annealedvae/smoke", [], ["capacity", "kl_gap"]),
-    ("betatcvae/smoke", [], ["mi", "tc", "dwkl", "beta"]),
-    ("betatcvae/smoke", ["model.estimator=mws", "model.objective=dlib", "train.steps=20"], ["tc"]),
+    ("betatcvae/smoke", [], ["mi", "tc", "dwkl", "beta", "dwkl_weight"]),
+    ("betatcvae/smoke", ["model.estimator=mws", "model.objective=dlib", "model.lambda_anneal_steps=0",
+                         "train.steps=20"], ["tc"]),
     ("factorvae/smoke", [], ["tc", "d_loss", "d_accuracy", "d_prob_real", "d_prob_perm"]),
     ("factorvae/smoke", ["model.second_batch=false", "train.steps=20"], ["d_accuracy"]),
     ("dipvae/smoke", [], ["dip_offdiag", "dip_diag", "dip_penalty"]),
@@ -48,6 +49,10 @@ def test_smoke_preset_trains_through_cli(tmp_path: Path, preset: str, overrides:
             assert key in record, f"{key} not logged"
     assert records[-1]["reconstruction"] < records[0]["reconstruction"]
     assert (run / "checkpoints" / "last.pt").is_file()
+    if preset == "betatcvae/smoke" and not overrides:  # both warm-ups end within the run
+        assert records[0]["beta"] == pytest.approx(6.0 * 9 / 10)  # logged after step index 9
+        assert records[0]["dwkl_weight"] == pytest.approx(1.0 - (0.95 - 9 / 20))
+        assert records[-1]["beta"] == 6.0 and records[-1]["dwkl_weight"] == 1.0
     if preset == "controlvae/smoke":
         assert all(r["beta"] >= 1.0 for r in records)
         assert records[-1]["setpoint"] == pytest.approx(3.0)  # staircase saturates at the target

@@ -133,6 +133,31 @@ def test_betatcvae_objectives(objective: str, estimator: str) -> None:
     assert warm.current_beta(25) == pytest.approx(1.5) and warm.current_beta(500) == 6.0
 
 
+def test_betatcvae_lambda_anneal_weights_dwkl_as_the_authors_code() -> None:
+    # rtqichen/beta-tcvae anneal_kl: lambda(t) = max(0, 0.95 - t / T), dwKL weight 1 - lambda
+    model = make("betatcvae", beta=3.0, gamma=2.0, lambda_anneal_steps=100)
+    assert [model.current_lambda(t) for t in (0, 45, 95, 500)] == pytest.approx([0.95, 0.5, 0.0, 0.0])
+    batch = torch.rand(8, 1, 32, 32)
+    for step, weight in [(0, 2.0 * 0.05), (45, 2.0 * 0.5), (200, 2.0)]:
+        torch.manual_seed(0)
+        out = model.training_losses(batch, step)
+        assert out["dwkl_weight"].item() == pytest.approx(weight)
+        expected = out["reconstruction"] + out["mi"] + 3.0 * out["tc"] + weight * out["dwkl"]
+        torch.testing.assert_close(out["loss"], expected, rtol=1e-5, atol=1e-3)
+    # without the anneal the weight is gamma at every step
+    assert make("betatcvae", gamma=2.0).current_lambda(0) == 0.0
+    with pytest.raises(ValueError, match="decomposed"):
+        make("betatcvae", objective="dlib", lambda_anneal_steps=10)
+    with pytest.raises(ValueError, match="step counts"):
+        make("betatcvae", beta_warmup_steps=-1)
+
+
+def test_betatcvae_default_estimator_is_the_authors_mws() -> None:
+    # rtqichen/beta-tcvae: MWS unless --mss; CFASL's beta-TCVAE uses MSS
+    assert MODELS.get("betatcvae").Config().estimator == "mws"
+    assert MODELS.get("cfasl_betatcvae").Config().estimator == "mss"
+
+
 def test_betatcvae_requires_dataset_size() -> None:
     cls = MODELS.get("betatcvae")
     model = cls(from_dict(cls.Config, {}), (1, 32, 32))

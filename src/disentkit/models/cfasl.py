@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -296,6 +296,8 @@ class CFASLBetaTCVAEConfig(BetaTCVAEConfig, CFASLOptions):
     + CFASL terms. ``alpha`` and ``gamma`` are CFASL's weights here (codebook, switch), as in the
     reference's objective, so the MI and dimension-wise KL weights have their own names."""
 
+    #: CF's betatcvae uses minibatch stratified sampling (the plain betatcvae defaults to MWS)
+    estimator: Literal["mss", "mws"] = "mss"
     #: weight of the mutual-information term (the base model's ``alpha``; CF: 1)
     mi_weight: float = 1.0
     #: weight of the dimension-wise KL term (the base model's ``gamma``; CF: 1)
@@ -343,7 +345,7 @@ class CFASLControlVAE(make_cfasl(ControlVAE, CFASLControlVAEConfig)):
         p_term = cfg.kp * torch.sigmoid(kl - target)  # Kp / (1 + exp(C - KL)), not detached (CF)
         beta = (p_term + cfg.beta_min).clamp(min=cfg.beta_min, max=cfg.beta_max)
         extra["beta"] = beta.detach()
-        extra["setpoint"] = torch.tensor(target)
+        extra["setpoint"] = torch.tensor(target, device=kl.device)
         return beta * kl
 
 
@@ -388,7 +390,8 @@ class CFASLCLGVAE(make_cfasl(CLGVAE, CFASLCLGVAEConfig)):
                 dec_eq = reconstruction_loss(logits[size:], batch, cfg.likelihood)
             regulariser, logs = self.clg_regulariser(mean, logvar, group_enc, group_dec[:size], step)
             base = rec + regulariser
-            logs.update({"reconstruction": rec, "forward_eg": torch.tensor(float(use_eg))})
+            logs.update({"reconstruction": rec,
+                         "forward_eg": torch.tensor(float(use_eg), device=rec.device)})
             return base, dec_eq, logs
 
         return mean, logvar, z, finish
