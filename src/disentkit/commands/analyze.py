@@ -1,24 +1,27 @@
-"""``disentkit analyze RUN_DIR --kind largest-kld|eigen|latent3d|all``: CFASL's qualitative
-analyses of a trained VAE-family run, written as PNGs (and the arrays as .npz) into
-RUN_DIR/analysis/ (see :mod:`disentkit.viz.cfasl_analysis`)."""
+"""``disentkit analyze RUN_DIR --kind largest-kld|eigen|latent3d|sweep|all``: CFASL's qualitative
+analyses of a trained VAE-family run (specs/vae_methods.md §4.8), written as PNGs (and the arrays
+as .npz) into RUN_DIR/analysis/ (see :mod:`disentkit.viz.cfasl_analysis` and
+:mod:`disentkit.viz.cfasl_sweep`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-KINDS = ("largest-kld", "eigen", "latent3d")
+KINDS = ("largest-kld", "eigen", "latent3d", "sweep")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "analyze",
-        help="CFASL's qualitative analyses of a run (largest-KLD change, latent eigen, 3-D codes)",
+        help="CFASL's qualitative analyses of a run (largest-KLD change, latent eigen, 3-D codes, "
+             "latent sweep)",
         description=(
             "Write CFASL's qualitative analyses of a trained run into RUN_DIR/analysis/: "
             "largest-kld (decode z1 -> z2 swapping the largest-KL dimensions cumulatively), "
-            "eigen (eigenvalues/eigenvectors of the latent covariance) and latent3d (codes on "
-            "the 3 largest-KL dimensions coloured by a factor). Example: "
+            "eigen (eigenvalues/eigenvectors of the latent covariance), latent3d (codes on "
+            "the 3 largest-KL dimensions coloured by a factor) and sweep (image d with latent d "
+            "swept over [-limit, limit], one row per dimension). Example: "
             "disentkit analyze runs/cfasl_betavae-dsprites-seed1 --kind all"
         ),
     )
@@ -31,14 +34,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-batches", type=int, default=100, help="eigen: batches of codes")
     parser.add_argument("--batch-size", type=int, default=64, help="eigen: images per batch")
     parser.add_argument("--mean-codes", action="store_true",
-                        help="eigen/largest-kld: use posterior means (default: eigen samples z "
-                             "as CF does, largest-kld uses means)")
+                        help="eigen: use posterior means instead of sampled z (CF samples)")
+    parser.add_argument("--sampled-codes", action="store_true",
+                        help="largest-kld/sweep: decode sampled z as CF does (default: posterior "
+                             "means)")
     parser.add_argument("--num-points", type=int, default=640, help="latent3d: images (CF: 10x64)")
     parser.add_argument("--fixed-factors", type=int, nargs="*", default=None,
                         help="latent3d: factor indices held at one random value "
                              "(CF: dSprites scale and orientation = 1 2)")
     parser.add_argument("--color-factor", type=int, default=0,
                         help="latent3d: factor index that colours the points (default 0)")
+    parser.add_argument("--sweep-values", type=int, default=10,
+                        help="sweep: values per latent (CF: 10)")
+    parser.add_argument("--sweep-limit", type=float, default=2.0,
+                        help="sweep: values run over [-limit, limit] (CF: 2)")
     parser.set_defaults(handler=run)
 
 
@@ -48,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from disentkit.api import load_run
     from disentkit.viz import cfasl_analysis as ca
+    from disentkit.viz import cfasl_sweep
 
     loaded = load_run(args.run_dir)
     model, data = loaded.model, loaded.data()
@@ -60,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         if kind == "largest-kld":
             result = ca.largest_kld_change(model, data, rs, args.num_pairs, args.top_k,
-                                           sampled=False)
+                                           sampled=args.sampled_codes)
             written.append(ca.plot_largest_kld(result, out / "largest_kld.png"))
             np.savez(out / "largest_kld.npz", **result)
         elif kind == "eigen":
@@ -68,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
                                      sampled=not args.mean_codes)
             written.append(ca.plot_eigen(result, out / "eigen.png"))
             np.savez(out / "eigen.npz", **result)
+        elif kind == "sweep":
+            result = cfasl_sweep.latent_sweep(model, data, rs, args.sweep_values, args.sweep_limit,
+                                              sampled=args.sampled_codes)
+            written.append(cfasl_sweep.plot_latent_sweep(result, out / "latent_sweep.png"))
+            np.savez(out / "latent_sweep.npz", **result)
         else:
             result = ca.latent_scatter3d(model, data, rs, args.num_points, args.fixed_factors,
                                          args.color_factor)
