@@ -356,8 +356,14 @@ MODELS.register("cfasl_controlvae")(CFASLControlVAE)
 class CFASLCLGVAEConfig(CLGVAEConfig, CFASLOptions):
     """Commutative Lie Group VAE + CFASL (CF ``groupcommutativevae``): REC + beta KL + CLG group
     loss + CFASL terms; the codebook acts on z, and [z ; transformed z] go through the Lie
-    decoder (exp of the learnt basis, then the post-exp network) in one 2B pass."""
+    decoder (exp of the learnt basis, then the post-exp network) in one 2B pass.
 
+    Defaults follow CF's ``main.py`` and ``groupcommutativevae.py`` where they differ from the
+    plain CLG-VAE's: ``hy_commute`` 20 (CLG's published runs: 0) and a codebook drawn from
+    N(0, 1e-6^2) (``codebook_std``; the other CFASL models: 1)."""
+
+    hy_commute: float = 20.0
+    codebook_std: float = 1e-6
     #: CF's CLG variant never decodes the transformed codes: its "decoder equivariance" term is
     #: the plain reconstruction of x from z
     quirk_clg_plain_decoder_term: bool = False
