@@ -172,6 +172,14 @@ def test_clg_variant_defaults_follow_the_cfasl_code():
     assert model.codebook.elements.abs().max().item() < 1e-5
 
 
+def test_controlvae_variant_defaults_follow_the_cfasl_code():
+    # CF main.py / models/controlvae.py: linear set-point ramp to const_kld 16, beta in [1, 100]
+    cfg = MODELS.get("cfasl_controlvae").Config()
+    assert (cfg.setpoint_schedule, cfg.kl_target, cfg.beta_min, cfg.beta_max) == ("linear", 16.0, 1.0, 100.0)
+    base = MODELS.get("controlvae").Config()
+    assert (base.setpoint_schedule, base.beta_max) == ("staircase", None)  # ControlVAE's own code
+
+
 def test_quirk_flags_change_the_reference_behaviours():
     torch.manual_seed(0)
     x = _batch()

@@ -326,8 +326,15 @@ MODELS.register("cfasl_betatcvae")(CFASLBetaTCVAE)
 
 @dataclass
 class CFASLControlVAEConfig(ControlVAEConfig, CFASLOptions):
-    """ControlVAE + CFASL (CF ``groupcontrolvae``): REC + beta_PI(t) KL + CFASL terms."""
+    """ControlVAE + CFASL (CF ``groupcontrolvae``): REC + beta_PI(t) KL + CFASL terms.
 
+    Defaults follow CF's controller where it differs from ControlVAE's own code: the KL set-point
+    ramps linearly from 0.5 to ``kl_target`` (CF ``--const_kld``, 16) over ``ramp_steps`` (CF: all
+    training steps; set it to ``train.steps``) and beta is clamped to [beta_min, 100]
+    (CF ``--max_beta``)."""
+
+    setpoint_schedule: Literal["staircase", "linear", "constant"] = "linear"
+    beta_max: float | None = 100.0
     #: CF's controller bug: its anti-windup test reads a variable that is never updated, so the
     #: integral never accumulates and beta = clamp(beta_min + P) with a gradient through P
     quirk_frozen_integral: bool = False
