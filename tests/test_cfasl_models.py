@@ -307,6 +307,46 @@ def test_analyze_command_writes_the_four_images(trained_run):
     assert len(np.unique(latent["factors"][:, 1])) == 1  # the fixed factor holds one value
 
 
+def test_analyze_all_skips_the_factor_plot_on_data_without_factors(trained_run, monkeypatch, capsys):
+    import disentkit.api
+    from disentkit.cli import main
+
+    real = disentkit.api.load_run(trained_run)
+
+    class NoFactors:  # the run's images without ground-truth factors (as CelebA)
+        def __init__(self, data):
+            self._data = data
+
+        def __len__(self):
+            return len(self._data)
+
+        def __getattr__(self, name):
+            if name in ("factor_sizes", "factor_names"):
+                raise AttributeError(name)
+            return getattr(self._data, name)
+
+    class Loaded:
+        model = real.model
+
+        def data(self):
+            return NoFactors(real.data())
+
+    monkeypatch.setattr(disentkit.api, "load_run", lambda path: Loaded())
+    out = trained_run / "analysis"
+    for png in out.glob("*.png") if out.exists() else []:
+        png.unlink()
+    assert main(["analyze", str(trained_run), "--kind", "all", "--num-pairs", "2",
+                 "--num-batches", "1", "--batch-size", "8", "--sweep-values", "3"]) == 0
+    assert "latent3d skipped" in capsys.readouterr().err
+    assert sorted(p.name for p in out.glob("*.png")) == ["eigen.png", "largest_kld.png",
+                                                         "latent_sweep.png"]
+    # asked for explicitly: a clear error and exit status 2
+    assert main(["analyze", str(trained_run), "--kind", "latent3d"]) == 2
+    assert "has no factors" in capsys.readouterr().err
+    assert main(["analyze", str(trained_run), "--kind", "sweep", "--sweep-values", "1"]) == 2
+    assert "num_values >= 2" in capsys.readouterr().err
+
+
 def test_diagonal_sweep_codes_set_latent_d_of_row_d_only():
     from disentkit.viz.cfasl_sweep import diagonal_sweep_codes
 

@@ -6,6 +6,7 @@ as .npz) into RUN_DIR/analysis/ (see :mod:`disentkit.viz.cfasl_analysis` and
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 KINDS = ("largest-kld", "eigen", "latent3d", "sweep")
@@ -52,6 +53,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except (ValueError, TypeError) as err:
+        # bad options for this run (a factor index out of range, a model without a Gaussian
+        # posterior, data without factors for latent3d, ...): the message says what to change
+        print(f"disentkit analyze: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
@@ -66,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
     kinds = KINDS if args.kind == "all" else (args.kind,)
     written: list[Path] = []
     for kind in kinds:
+        if kind == "latent3d" and args.kind == "all" and not getattr(data, "factor_sizes", None):
+            # CelebA and other factor-free data: the other analyses still apply
+            print(f"latent3d skipped: dataset '{getattr(data, 'name', type(data).__name__)}' has no "
+                  "ground-truth factors to colour the codes by", file=sys.stderr)
+            continue
         rs = np.random.RandomState(args.seed)
         torch.manual_seed(args.seed)
         if kind == "largest-kld":
