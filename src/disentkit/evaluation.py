@@ -19,6 +19,11 @@ HEADLINE = {
     "modularity_explicitness": "modularity_score",
     "irs": "IRS",
     "unsupervised": "gaussian_total_correlation",
+    "mfvm": "mfvm_mean",
+    "mfvm_dlib": "mfvm_mean",
+    "tad": "tad",
+    "attribute_probe_ap": "mean_ap",
+    "attribute_regression": "mean_pearson_r",
 }
 
 
@@ -43,29 +48,49 @@ def evaluate_run(
     seed: int | None = None,
     device: str = "cpu",
     quiet: bool = False,
+    representation: str = "mean",
 ) -> dict[str, Any]:
-    """Score a run's representation on its ground-truth dataset; returns and saves the results.
+    """Score a run's representation on its dataset; returns and saves the results.
 
-    Defaults come from the run config's ``eval`` section. The model's ``encode`` gives the codes
-    (the posterior mean for the VAE family), computed in large batches and shared by the metrics.
+    Defaults come from the run config's ``eval`` section. ``representation="mean"``: the model's
+    ``encode`` (the posterior mean for the VAE family, dlib's headline representation);
+    ``"sampled"``: one posterior sample per encoding (dlib's second representation, CFASL's
+    evaluated z; fresh noise each call, so the grid code cache is off and the noise comes from a
+    generator seeded with ``seed``). Codes are computed in large batches and shared by the metrics.
+
+    A ground-truth dataset (``factor_sizes``) runs :func:`disentkit.metrics.evaluate`; a dataset
+    with attribute labels only (CelebA, LFW) runs :func:`disentkit.metrics.evaluate_attributes`
+    (TAD and linear probes; its defaults when ``metrics`` is not given). ``results.json`` holds
+    the run, dataset, representation, every metric's result, the parameters and protocol
+    (``config``), library versions and timings.
     """
     from disentkit.api import load_run
-    from disentkit.metrics import evaluate, representation_from_model
+    from disentkit.metrics import evaluate, evaluate_attributes, representation_from_model
 
+    if representation not in ("mean", "sampled"):
+        raise ValueError(f"representation must be 'mean' or 'sampled', got {representation!r}")
     run = load_run(run_dir, device=device)
     cfg = run.config.eval
-    metrics = list(metrics) if metrics else list(cfg.metrics)
     preset = preset or cfg.preset
     seed = cfg.seed if seed is None else seed
     data = run.data()
-    if not hasattr(data, "factor_sizes"):
+    rep = representation_from_model(run.model, device=device, sampled=representation == "sampled",
+                                    sample_seed=seed)
+    if hasattr(data, "factor_sizes"):
+        metrics = list(metrics) if metrics else list(cfg.metrics)
+        code_cache = "off" if representation == "sampled" else "auto"
+        results = evaluate(data, rep, metrics=metrics, seed=seed, preset=preset, code_cache=code_cache)
+    elif getattr(data, "attributes", None) is not None:
+        results = evaluate_attributes(data, rep, metrics=list(metrics) if metrics else None, seed=seed,
+                                      preset=preset)
+    else:
         raise ValueError(
-            f"dataset '{run.config.data.name}' has no ground-truth factors; the disentanglement "
-            "metrics need a ground-truth dataset (attribute metrics such as tad take labels)"
+            f"dataset '{run.config.data.name}' has neither ground-truth factors nor attribute labels; "
+            "the disentanglement metrics need a ground-truth dataset, the attribute metrics (tad, "
+            "attribute_probe_ap, attribute_regression) a labelled one such as celeba or lfw"
         )
-    representation = representation_from_model(run.model, device=device)
-    results = evaluate(data, representation, metrics=metrics, seed=seed, preset=preset)
-    payload = _json_safe({"run": str(run.path), "dataset": run.config.data.name, **results})
+    payload = _json_safe({"run": str(run.path), "dataset": run.config.data.name,
+                          "representation": representation, **results})
     write_text_atomic(Path(run_dir) / "results.json", json.dumps(payload, indent=2))
     if not quiet:
         print(format_table(payload))

@@ -5,8 +5,15 @@ Protocol-level metrics take ``(ground_truth_data, representation_function, rando
 as defaults and dlib's result keys; each has an array-level scorer (points-first arrays).
 :func:`evaluate` runs several of them, sharing codes where the random stream allows and encoding
 a deterministic grid once when that is cheaper (:mod:`disentkit.metrics.grid`).
+:func:`evaluate_attributes` scores attribute-labelled image sets (CelebA, LFW): TAD and probes.
 """
 
+from disentkit.metrics.attribute_suite import (
+    ATTRIBUTE_METRICS,
+    ATTRIBUTE_PRESETS,
+    attribute_split,
+    evaluate_attributes,
+)
 from disentkit.metrics.attributes import (
     attribute_probe_ap,
     attribute_regression,
@@ -16,7 +23,7 @@ from disentkit.metrics.attributes import (
 )
 from disentkit.metrics.beta_vae import beta_vae, beta_vae_features, beta_vae_from_features
 from disentkit.metrics.dci import dci, dci_from_codes, dci_from_importance
-from disentkit.metrics.factor_vae import factor_vae, factor_vae_votes
+from disentkit.metrics.factor_vae import factor_vae, factor_vae_from_codes, factor_vae_votes
 from disentkit.metrics.grid import GridCodes, IndexedGrid, check_deterministic_observations
 from disentkit.metrics.groups import GroupReducer, kmeans_discretize_groups, reduce_groups
 from disentkit.metrics.irs import irs, irs_from_codes
@@ -50,7 +57,9 @@ from disentkit.metrics.utils import (
 )
 
 __all__ = [
-    "DEFAULT_METRICS", "PRESETS", "BatchEncoder", "CodeCache", "GridCodes", "GroupReducer",
+    "ATTRIBUTE_METRICS", "ATTRIBUTE_PRESETS", "attribute_split", "evaluate_attributes",
+    "factor_vae_from_codes", "DEFAULT_METRICS", "PRESETS", "BatchEncoder", "CodeCache", "GridCodes",
+    "GroupReducer",
     "IndexedGrid", "check_deterministic_observations", "planned_observations",
     "attribute_probe_ap", "attribute_regression", "auroc_matrix", "beta_vae",
     "beta_vae_features", "beta_vae_from_features", "dci", "dci_from_codes", "dci_from_importance",

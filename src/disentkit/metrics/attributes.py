@@ -171,12 +171,28 @@ def attribute_regression(
     targets_test: np.ndarray,
     alpha: float = 0.0,
 ) -> dict[str, Any]:
-    """Linear regression of continuous targets; keys ``mean_pearson_r``, ``mean_mse``."""
-    x_tr, x_te = _standardise(np.asarray(codes_train, np.float64), np.asarray(codes_test, np.float64))
+    """Linear regression of continuous targets; keys ``mean_pearson_r``, ``mean_mse``.
+
+    Codes are standardised with the training mean/std; ``alpha > 0`` uses ridge regression.
+    Rows whose targets contain NaN (LFW images without attribute scores) are left out; their
+    count is ``num_dropped``.
+    """
+    codes_train = np.asarray(codes_train, np.float64)
+    codes_test = np.asarray(codes_test, np.float64)
     t_tr = np.asarray(targets_train, np.float64)
     t_te = np.asarray(targets_test, np.float64)
     if t_tr.ndim == 1:
         t_tr, t_te = t_tr[:, None], t_te[:, None]
+    keep_tr = ~np.isnan(t_tr).any(axis=1)
+    keep_te = ~np.isnan(t_te).any(axis=1)
+    if keep_tr.sum() < 2 or keep_te.sum() < 2:
+        raise ValueError(
+            f"attribute_regression needs at least 2 labelled rows per split, found "
+            f"{int(keep_tr.sum())} train / {int(keep_te.sum())} test without NaN targets"
+        )
+    num_dropped = int((~keep_tr).sum() + (~keep_te).sum())
+    t_tr, t_te = t_tr[keep_tr], t_te[keep_te]
+    x_tr, x_te = _standardise(codes_train[keep_tr], codes_test[keep_te])
     model = Ridge(alpha=alpha) if alpha > 0 else LinearRegression()
     pred = model.fit(x_tr, t_tr).predict(x_te)
     mse = np.mean((pred - t_te) ** 2, axis=0)
@@ -185,4 +201,4 @@ def attribute_regression(
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (pc * tc).sum(axis=0) / np.sqrt((pc**2).sum(axis=0) * (tc**2).sum(axis=0))
     return {"mean_pearson_r": float(np.nanmean(r)), "mean_mse": float(np.mean(mse)),
-            "pearson_r": r, "mse": mse}
+            "pearson_r": r, "mse": mse, "num_dropped": num_dropped}

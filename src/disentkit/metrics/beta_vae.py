@@ -102,7 +102,12 @@ def beta_vae(
     num_eval: int = 5000,
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
 ) -> dict[str, Any]:
-    """dlib ``compute_beta_vae_sklearn`` (spec §2.6) with the study defaults."""
+    """dlib ``compute_beta_vae_sklearn`` (spec §2.6) with the study defaults
+    (``beta_vae_sklearn.gin``): ``batch_size=64`` observations per pair batch,
+    ``num_train=10000`` training and ``num_eval=5000`` evaluation points, default
+    ``LogisticRegression(random_state=random_state)`` on unscaled features. Returns
+    ``train_accuracy`` and ``eval_accuracy`` (the reported score); :func:`beta_vae_from_features`
+    scores given features."""
     train_x, train_y = beta_vae_features(
         ground_truth_data, representation_function, batch_size, num_train, random_state,
         encode_batch_size,

@@ -123,7 +123,13 @@ def dci(
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
     backend: str = DEFAULT_BACKEND,
 ) -> dict[str, Any]:
-    """dlib ``compute_dci`` with the study defaults (spec §1, §2.4)."""
+    """dlib ``compute_dci`` with the study defaults (``dci.gin``, spec §1, §2.4).
+
+    ``num_train=10000`` then ``num_test=5000`` points (chunks of ``batch_size=16``), one
+    ``GradientBoostingClassifier()`` (scikit-learn defaults; ``gbt_params`` overrides) per factor
+    on the raw codes, ``random_state=gbt_seed`` (None: derived from the stream, not consumed).
+    ``n_jobs``/``backend`` parallelise the per-factor fits without changing the numbers.
+    """
     draws = sample_draws(ground_truth_data, representation_function, (num_train, num_test),
                          random_state, batch_size, encode_batch_size)
     return score_draws(draws, random_state, gbt_seed, n_jobs, gbt_params, backend)

@@ -30,7 +30,8 @@ from disentkit.metrics.sampling import (
 )
 from disentkit.registry import METRICS
 
-__all__ = ["compute_variances", "factor_vae", "factor_vae_votes", "prune_dims"]
+__all__ = ["accuracies_from_votes", "compute_variances", "factor_vae", "factor_vae_from_codes",
+           "factor_vae_votes", "prune_dims", "votes_from_codes"]
 
 
 def compute_variances(
@@ -92,14 +93,87 @@ def factor_vae_votes(
         codes = encoder.result()
     if transform is not None:
         codes = transform(codes)
-    codes = codes.reshape(num_points, batch_size, -1)
-    local_variances = np.var(codes, axis=1, ddof=1)
+    return votes_from_codes(codes.reshape(num_points, batch_size, -1), labels, global_variances,
+                            active_dims, num_factors)
+
+
+def votes_from_codes(
+    vote_codes: np.ndarray,
+    labels: np.ndarray,
+    global_variances: np.ndarray,
+    active_dims: np.ndarray,
+    num_factors: int,
+) -> np.ndarray:
+    """(num_factors, num_codes) vote counts from the codes of each vote's batch (spec §2.5 step 3).
+
+    ``vote_codes`` is (V, B, D): the B codes of each of V votes (one factor fixed per vote),
+    ``labels`` (V,) the fixed factor. Per vote: variance within the batch (ddof=1) divided by
+    the global variance, argmin over the *active* codes. As in dlib, the vote's column is the
+    argmin's position among the active codes in a matrix sized by all codes (accuracy is
+    unaffected; with pruned codes the columns no longer name code dimensions).
+    """
+    vote_codes = np.asarray(vote_codes)
+    labels = np.asarray(labels, dtype=np.int64)
+    if vote_codes.ndim != 3 or len(labels) != vote_codes.shape[0]:
+        raise ValueError(
+            f"votes_from_codes expects (V, B, D) codes and V labels, got {vote_codes.shape} "
+            f"and {labels.shape}"
+        )
+    local_variances = np.var(vote_codes, axis=1, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = local_variances[:, active_dims] / global_variances[active_dims]
     argmins = np.argmin(ratios, axis=1)
-    votes = np.zeros((ground_truth_data.num_factors, global_variances.shape[0]), dtype=np.int64)
+    votes = np.zeros((num_factors, global_variances.shape[0]), dtype=np.int64)
     np.add.at(votes, (labels, argmins), 1)
     return votes
+
+
+def accuracies_from_votes(train_votes: np.ndarray, eval_votes: np.ndarray) -> tuple[float, float]:
+    """Majority-vote classifier (code -> factor that voted for it most, ties: lowest factor)
+    learned on ``train_votes``; (train accuracy, eval accuracy) (spec §2.5 steps 4-5)."""
+    classifier = np.argmax(train_votes, axis=0)
+    other_index = np.arange(train_votes.shape[1])
+    train_accuracy = np.sum(train_votes[classifier, other_index]) * 1.0 / np.sum(train_votes)
+    eval_accuracy = np.sum(eval_votes[classifier, other_index]) * 1.0 / np.sum(eval_votes)
+    return float(train_accuracy), float(eval_accuracy)
+
+
+def factor_vae_from_codes(
+    variance_codes: np.ndarray,
+    train_codes: np.ndarray,
+    train_labels: np.ndarray,
+    eval_codes: np.ndarray,
+    eval_labels: np.ndarray,
+    num_factors: int,
+    prune_threshold: float = 0.05,
+    fix_num_active_dims: bool = False,
+) -> dict[str, Any]:
+    """Array-level FactorVAE score (spec §2.5).
+
+    Args:
+        variance_codes: (N, D) codes of the global-variance sample (ddof=1 variances).
+        train_codes, eval_codes: (V, B, D) codes of the training / evaluation votes' batches.
+        train_labels, eval_labels: (V,) index of the factor fixed in each vote.
+        num_factors: K (rows of the vote matrices).
+        prune_threshold: active codes have std >= threshold (study 0.05).
+        fix_num_active_dims: report the number of active codes instead of dlib's total count.
+    """
+    global_variances = np.var(np.asarray(variance_codes), axis=0, ddof=1)
+    active_dims = prune_dims(global_variances, prune_threshold)
+    if not active_dims.any():
+        return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
+    train_votes = votes_from_codes(train_codes, train_labels, global_variances, active_dims,
+                                   num_factors)
+    eval_votes = votes_from_codes(eval_codes, eval_labels, global_variances, active_dims,
+                                  num_factors)
+    train_accuracy, eval_accuracy = accuracies_from_votes(train_votes, eval_votes)
+    return {
+        "train_accuracy": train_accuracy,
+        "eval_accuracy": eval_accuracy,
+        "num_active_dims": int(active_dims.sum()) if fix_num_active_dims else len(active_dims),
+        "votes_train": train_votes,
+        "votes_eval": eval_votes,
+    }
 
 
 @METRICS.register("factor_vae")
@@ -116,10 +190,22 @@ def factor_vae(
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
     fit_transform: Any = None,
 ) -> dict[str, Any]:
-    """dlib ``compute_factor_vae`` (spec §2.5) with the study defaults.
+    """dlib ``compute_factor_vae`` (spec §2.5) with the study defaults (``factor_vae_metric.gin``).
 
-    ``fit_transform`` (optional, protocol hook): called with the variance-estimate codes, returns
-    a function applied to every later batch of codes (the FDAE protocol's group PCA).
+    Args:
+        batch_size: observations per vote (64).
+        num_train, num_eval: training / evaluation votes (10000 / 5000).
+        num_variance_estimate: observations of the global-variance sample, drawn with one
+            ``sample`` call (10000).
+        prune_threshold: active codes have std >= threshold (study 0.05; dlib's code default 0).
+        fix_num_active_dims: False (default) reports dlib's ``num_active_dims`` = total number of
+            codes (bug kept); True reports the number of active codes.
+        encode_batch_size: observations per representation call (no effect on the numbers).
+        fit_transform: optional protocol hook, called with the variance-estimate codes; returns a
+            function applied to every later batch of codes (the FDAE protocol's group PCA).
+
+    Returns ``train_accuracy``, ``eval_accuracy`` (the reported score), ``num_active_dims``,
+    ``votes_train``, ``votes_eval``. :func:`factor_vae_from_codes` scores given codes.
     """
     observations = ground_truth_data.sample_observations(num_variance_estimate, random_state)
     codes = encode_observations(representation_function, observations, encode_batch_size)
@@ -135,17 +221,14 @@ def factor_vae(
         ground_truth_data, representation_function, batch_size, num_train, random_state,
         global_variances, active_dims, encode_batch_size, transform,
     )
-    classifier = np.argmax(train_votes, axis=0)
-    other_index = np.arange(train_votes.shape[1])
-    train_accuracy = np.sum(train_votes[classifier, other_index]) * 1.0 / np.sum(train_votes)
     eval_votes = factor_vae_votes(
         ground_truth_data, representation_function, batch_size, num_eval, random_state,
         global_variances, active_dims, encode_batch_size, transform,
     )
-    eval_accuracy = np.sum(eval_votes[classifier, other_index]) * 1.0 / np.sum(eval_votes)
+    train_accuracy, eval_accuracy = accuracies_from_votes(train_votes, eval_votes)
     return {
-        "train_accuracy": float(train_accuracy),
-        "eval_accuracy": float(eval_accuracy),
+        "train_accuracy": train_accuracy,
+        "eval_accuracy": eval_accuracy,
         "num_active_dims": int(active_dims.sum()) if fix_num_active_dims else len(active_dims),
         "votes_train": train_votes,
         "votes_eval": eval_votes,

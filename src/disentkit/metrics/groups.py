@@ -48,8 +48,11 @@ class GroupReducer:
         fit_codes = np.asarray(fit_codes, dtype=np.float64)
         self.groups = normalize_groups(groups, fit_codes.shape[1])
         self.dims = int(dims)
+        # random_state only matters if scikit-learn picks its randomized SVD (large, wide groups);
+        # fixed so that no fit reads numpy's global generator (FDAE/DisDiff left it at None).
         self.pcas = [
-            PCA(n_components=min(self.dims, len(g), fit_codes.shape[0])).fit(fit_codes[:, g])
+            PCA(n_components=min(self.dims, len(g), fit_codes.shape[0]), random_state=0).fit(
+                fit_codes[:, g])
             for g in self.groups
         ]
 

@@ -85,7 +85,9 @@ def irs(
     fix_num_active_dims: bool = False,
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
 ) -> dict[str, Any]:
-    """dlib ``compute_irs`` (spec §2.8)."""
+    """dlib ``compute_irs`` (spec §2.8): ``num_train=10000`` points in chunks of
+    ``batch_size=16`` (``irs.gin``), ``diff_quantile=0.99`` (1.0 = the paper's max), factors
+    binned with ``num_bins=20``. ``fix_num_active_dims``: module docstring."""
     codes, factors = sample_codes(
         ground_truth_data, representation_function, num_train, random_state, batch_size,
         encode_batch_size,

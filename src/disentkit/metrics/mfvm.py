@@ -143,7 +143,14 @@ def mfvm(
     cfasl_index_range: bool = True,
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
 ) -> dict[str, Any]:
-    """mFVM under the CFASL protocol (spec §3); ``num_fixed`` defaults to 2..K-1."""
+    """mFVM under the CFASL protocol (spec §3).
+
+    Defaults: ``num_fixed`` = 2..K-1, ``batch_size=100`` distinct images per sample,
+    ``num_train=800`` samples per k (training accuracy, no held-out set),
+    ``num_variance_estimate=100``, ``prune_threshold=0.06``, ``cfasl_index_range=True`` (indices
+    from 0..N-2, CFASL's off-by-one; False draws from 0..N-1). A k larger than the number of
+    active codes scores 0.
+    """
     ks = list(range(2, ground_truth_data.num_factors)) if num_fixed is None else list(num_fixed)
     variances, active = _global(ground_truth_data, representation_function, random_state,
                                 num_variance_estimate, prune_threshold, encode_batch_size)
@@ -173,7 +180,10 @@ def mfvm_dlib(
     prune_threshold: float = 0.05,
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
 ) -> dict[str, Any]:
-    """dlib-style mFVM: FactorVAE-score sampling and sizes, held-out evaluation (spec §3)."""
+    """dlib-style mFVM (spec §3): fresh stream, ``batch_size=64`` factor tuples per sample via
+    ``sample_factors``, ``num_variance_estimate=10000``, ``prune_threshold=0.05``,
+    ``num_train=10000`` training and ``num_eval=5000`` evaluation samples per k (k = 2..K-1 by
+    default); the factor-tuple -> code-tuple classifier is learned on the training votes."""
     ks = list(range(2, ground_truth_data.num_factors)) if num_fixed is None else list(num_fixed)
     variances, active = _global(ground_truth_data, representation_function, random_state,
                                 num_variance_estimate, prune_threshold, encode_batch_size)

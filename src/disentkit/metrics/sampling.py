@@ -235,8 +235,17 @@ def representation_from_model(
     batch_size: int | None = None,
     method: str = "encode",
     output_index: int = 0,
+    sampled: bool = False,
+    sample_seed: int = 0,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Wrap a torch model into a representation function (float32 NHWC [0, 1] -> numpy (n, D)).
+
+    ``sampled=True`` gives dlib's second post-processed representation (spec §1, "Which
+    representation"): one reparameterised sample ``mean + exp(logvar / 2) * eps`` per call, from
+    ``model.posterior(x) -> (mean, logvar)`` (``method`` is ignored), with ``eps`` drawn from a
+    private ``torch.Generator`` seeded with ``sample_seed`` (global RNGs untouched). As in dlib
+    every call draws fresh noise, so the codes depend on the call order: do not serve such a
+    representation from a grid code cache (``evaluate(..., code_cache="off")``).
 
     The wrapper converts NHWC numpy to an NCHW float32 tensor on ``device`` (default: the
     device of the model's first parameter, else CPU), calls ``getattr(model, method)`` under
@@ -249,7 +258,12 @@ def representation_from_model(
     """
     import torch
 
-    fn = getattr(model, method)
+    if sampled and not callable(getattr(model, "posterior", None)):
+        raise ValueError(
+            f"sampled=True needs a model with posterior(x) -> (mean, logvar); "
+            f"{type(model).__name__} has none. Use the mean representation (sampled=False)."
+        )
+    fn = getattr(model, "posterior" if sampled else method)
     if device is None:
         try:
             device = next(model.parameters()).device
@@ -258,6 +272,15 @@ def representation_from_model(
     device = torch.device(device)
     if batch_size is None:
         batch_size = 64 if device.type == "cpu" else 512
+    generator = None
+    if sampled:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(sample_seed))
+
+    def _sample(out: Any) -> Any:
+        mean, logvar = out[0], out[1]
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(logvar / 2) * eps
 
     def _select(out: Any) -> Any:
         if isinstance(out, tuple | list):
@@ -279,7 +302,7 @@ def representation_from_model(
                 for start in range(0, len(observations), batch_size):
                     x = torch.from_numpy(np.ascontiguousarray(observations[start : start + batch_size]))
                     x = x.to(device=device, dtype=torch.float32).permute(0, 3, 1, 2).contiguous()
-                    z = _select(fn(x))
+                    z = _sample(fn(x)) if sampled else _select(fn(x))
                     parts.append(z.reshape(z.shape[0], -1).float().cpu().numpy())
         finally:
             if was_training and hasattr(model, "train"):

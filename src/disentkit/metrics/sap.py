@@ -7,6 +7,13 @@ dlib builds ``LinearSVC(C=0.01, class_weight="balanced")`` without ``random_stat
 global generator); here every fit gets ``random_state=svc_seed`` (default: :func:`derived_seed`
 of the metric stream after sampling, which does not consume it). The D x K one-dimensional fits
 run in parallel threads (liblinear releases the GIL) with ``n_jobs``.
+
+Solver: dlib's code takes scikit-learn's default ``dual``. That is ``dual="auto"`` from
+scikit-learn 1.5 on (the primal solver for these n_samples > n_features fits: deterministic, no
+use of ``random_state``), and it was ``dual=True`` (dual coordinate descent, random order) in the
+scikit-learn of the 2019 study. ``dual="auto"`` (default) is what dlib's code computes with the
+installed scikit-learn; ``dual=True`` selects the study-era solver (same optimum up to its
+tolerance, accuracies agree to ~1e-4, 3-40x slower). The version is recorded by ``evaluate``.
 """
 
 from __future__ import annotations
@@ -26,10 +33,10 @@ from disentkit.registry import METRICS
 __all__ = ["sap", "sap_from_codes", "sap_score_matrix"]
 
 
-def _svc_accuracy(x_tr, y_tr, x_te, y_te, C: float, seed: int) -> float:
+def _svc_accuracy(x_tr, y_tr, x_te, y_te, C: float, seed: int, dual: bool | str) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = LinearSVC(C=C, class_weight="balanced", random_state=seed)
+        clf = LinearSVC(C=C, class_weight="balanced", random_state=seed, dual=dual)
         clf.fit(x_tr[:, np.newaxis], y_tr)
     return float(np.mean(clf.predict(x_te[:, np.newaxis]) == y_te))
 
@@ -43,6 +50,7 @@ def sap_score_matrix(
     C: float = 0.01,
     svc_seed: int = 0,
     n_jobs: int | None = 1,
+    dual: bool | str = "auto",
 ) -> np.ndarray:
     """(D, K) SAP score matrix (dlib ``compute_score_matrix``), points-first inputs.
 
@@ -67,7 +75,8 @@ def sap_score_matrix(
     pairs = [(i, j) for i in range(num_codes) for j in range(num_factors)]
     accs = Parallel(n_jobs=n_jobs, prefer="threads")(
         delayed(_svc_accuracy)(
-            codes_train[:, i], factors_train[:, j], codes_test[:, i], factors_test[:, j], C, svc_seed
+            codes_train[:, i], factors_train[:, j], codes_test[:, i], factors_test[:, j], C, svc_seed,
+            dual,
         )
         for i, j in pairs
     )
@@ -85,10 +94,16 @@ def sap_from_codes(
     C: float = 0.01,
     svc_seed: int = 0,
     n_jobs: int | None = 1,
+    dual: bool | str = "auto",
 ) -> dict[str, Any]:
-    """Array-level SAP: mean over factors of (best - second best) score over codes."""
+    """Array-level SAP: mean over factors of (best - second best) score over codes.
+
+    ``continuous_factors=True`` scores the training arrays only (squared correlations; the test
+    arrays may be omitted), ``False`` (study) needs the test arrays (1-D LinearSVC accuracies).
+    """
     matrix = sap_score_matrix(
-        codes_train, factors_train, codes_test, factors_test, continuous_factors, C, svc_seed, n_jobs
+        codes_train, factors_train, codes_test, factors_test, continuous_factors, C, svc_seed, n_jobs,
+        dual,
     )
     if matrix.shape[0] < 2:
         raise ValueError(f"SAP needs at least 2 code dimensions, got {matrix.shape[0]}")
@@ -112,15 +127,19 @@ def sap(
     svc_seed: int | None = None,
     n_jobs: int | None = 1,
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
+    dual: bool | str = "auto",
 ) -> dict[str, Any]:
     """dlib ``compute_sap``: train then test draw (chunks of ``batch_size``), then score.
 
-    Defaults: study values (spec §1). ``svc_seed=None`` derives the LinearSVC seed from the
-    stream (not consumed); dlib used numpy's global generator there.
+    Defaults (study, ``sap_score.gin``, spec §1): ``num_train=10000``, ``num_test=5000``,
+    ``batch_size=16``, ``continuous_factors=False``, ``C=0.01``. The test set is drawn in both
+    modes (as dlib does, so the stream is the same); continuous mode scores the training set only.
+    ``svc_seed=None`` derives the LinearSVC seed from the stream (not consumed); dlib used numpy's
+    global generator there. ``dual``: LinearSVC solver (module docstring).
     """
     draws = sample_draws(ground_truth_data, representation_function, (num_train, num_test),
                          random_state, batch_size, encode_batch_size)
-    return score_draws(draws, random_state, continuous_factors, C, svc_seed, n_jobs)
+    return score_draws(draws, random_state, continuous_factors, C, svc_seed, n_jobs, dual)
 
 
 def draw_sizes(num_train: int = 10000, num_test: int = 5000, **_: Any) -> list[int]:
@@ -135,9 +154,11 @@ def score_draws(
     C: float = 0.01,
     svc_seed: int | None = None,
     n_jobs: int | None = 1,
+    dual: bool | str = "auto",
     **_: Any,
 ) -> dict[str, Any]:
     """Score (train, test) draws; ``random_state`` is the metric stream after sampling."""
     (codes, factors), (codes_te, factors_te) = draws
     seed = derived_seed(random_state) if svc_seed is None else svc_seed
-    return sap_from_codes(codes, factors, codes_te, factors_te, continuous_factors, C, seed, n_jobs)
+    return sap_from_codes(codes, factors, codes_te, factors_te, continuous_factors, C, seed, n_jobs,
+                          dual)

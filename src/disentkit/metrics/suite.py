@@ -223,6 +223,17 @@ def evaluate(
         raise ValueError(f"protocol {protocol!r} needs `groups` (code dimensions of each concept)")
     if code_cache not in ("auto", "grid", "off"):
         raise ValueError(f"unknown code_cache {code_cache!r}; use 'auto', 'grid' or 'off'")
+    metrics = list(metrics)
+    # Fail before any encoding (the grid cache may take minutes) on a misspelt metric.
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(
+            f"unknown metric(s) {unknown}; known: {', '.join(METRICS.names())} (array-level "
+            "attribute metrics such as tad run through disentkit.metrics.evaluate_attributes)"
+        )
+    stray = sorted(k for k in (params or {}) if k not in METRICS)
+    if stray:
+        raise ValueError(f"params given for unknown metric(s) {stray}; known: {', '.join(METRICS.names())}")
     counting = _Counting(representation_function)
     rep: Any = counting
     config: dict[str, Any] = {"seed": seed, "preset": preset, "protocol": protocol,

@@ -1,0 +1,192 @@
+"""``evaluate_attributes``: the attribute metrics on an image data set with labels (CelebA, LFW).
+
+Data sets without a factor grid (``attributes`` (N, A) instead of ``factor_sizes``) cannot be
+sampled factor by factor, so their metrics read fixed images in index order, encode each image
+once, and score the arrays with :mod:`disentkit.metrics.attributes`:
+
+* **split** -- the last ``num_test`` images are held out, the ``num_train`` images before them
+  are the training part. ``num_test=None``: CelebA's official test partition when the data set is
+  the full aligned CelebA (202 599 images: the last 19 962, ``list_eval_partition.txt``), else the
+  last tenth. ``num_train=None``: every image before the held-out part (for full CelebA that is
+  the official train + valid partitions; DiTi chose its epoch on valid, the closed-form probes
+  here have no epoch to choose).
+* ``tad`` -- InfoDiffusion's protocol (:func:`~disentkit.metrics.attributes.tad_protocol`):
+  ``num_points`` (10000) codes, 5-fold ``KFold(shuffle=True, random_state=seed)`` (seed 0 is
+  InfoDiffusion's), TAD on each training fold, mean and std. The codes are the first
+  ``num_points`` held-out images (InfoDiffusion's first 10000 test-set latents), or the last
+  ``num_points`` images of the data set when the held-out part is smaller.
+* ``attribute_probe_ap`` -- linear probe, mean average precision over the binary attributes on
+  the held-out part (PDAE/DiTi CelebA protocol, closed-form substitute, see ``attributes``).
+* ``attribute_regression`` -- least squares on the continuous attributes, mean Pearson r and
+  mean MSE on the held-out part (DiTi's LFW protocol, closed-form substitute).
+
+Presets: ``study`` (the protocols' sizes) and ``fast`` (2000 / 1000 images, for monitoring).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from disentkit.metrics.attributes import attribute_probe_ap, attribute_regression, tad_protocol
+from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, encode_observations
+
+__all__ = ["ATTRIBUTE_METRICS", "ATTRIBUTE_PRESETS", "attribute_split", "default_attribute_metrics",
+           "evaluate_attributes"]
+
+ATTRIBUTE_METRICS = ("tad", "attribute_probe_ap", "attribute_regression")
+
+#: size of the aligned CelebA set and of its official test partition (``list_eval_partition.txt``)
+CELEBA_SIZE, CELEBA_TEST = 202599, 19962
+
+ATTRIBUTE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "study": {
+        "tad": {"num_points": 10000, "n_splits": 5, "auroc_threshold": 0.75,
+                "entropy_reduction_threshold": 0.2},
+        "attribute_probe_ap": {"num_train": None, "num_test": None, "C": 1.0, "max_iter": 1000},
+        "attribute_regression": {"num_train": None, "num_test": None, "alpha": 0.0},
+    },
+    "fast": {
+        "tad": {"num_points": 2000, "n_splits": 5, "auroc_threshold": 0.75,
+                "entropy_reduction_threshold": 0.2},
+        "attribute_probe_ap": {"num_train": 2000, "num_test": 1000, "C": 1.0, "max_iter": 1000},
+        "attribute_regression": {"num_train": 2000, "num_test": 1000, "alpha": 0.0},
+    },
+}
+
+
+def attribute_split(
+    num_items: int, num_train: int | None = None, num_test: int | None = None, name: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, test indices): the last ``num_test`` items and the ``num_train`` before.
+
+    Defaults are described in the module docstring. Raises ``ValueError`` when the data set is
+    too small for the sizes asked for.
+    """
+    if num_test is None:
+        num_test = CELEBA_TEST if name.startswith("celeba") and num_items == CELEBA_SIZE else num_items // 10
+    if num_test < 1 or num_test >= num_items:
+        raise ValueError(
+            f"attribute split: need 1 <= num_test < {num_items} (images in the data set), got "
+            f"num_test={num_test}; pass a smaller num_test"
+        )
+    available = num_items - num_test
+    if num_train is None:
+        num_train = available
+    if not 1 <= num_train <= available:
+        raise ValueError(
+            f"attribute split: {available} images precede the {num_test} held-out ones, but "
+            f"num_train={num_train} were asked for; lower num_train or num_test"
+        )
+    test = np.arange(available, num_items)
+    train = np.arange(available - num_train, available)
+    return train, test
+
+
+def default_attribute_metrics(attributes: np.ndarray) -> list[str]:
+    """``tad`` and ``attribute_probe_ap`` for binary (±1 / 0-1) labels, else ``attribute_regression``."""
+    values = np.unique(np.asarray(attributes)[~np.isnan(np.asarray(attributes, dtype=np.float64))])
+    binary = set(values.tolist()) <= {-1.0, 0.0, 1.0}
+    return ["tad", "attribute_probe_ap"] if binary else ["attribute_regression"]
+
+
+def _observations(data: Any, indices: np.ndarray) -> np.ndarray:
+    images = data.uint8_from_indices(indices)
+    return images.astype(np.float32) * np.float32(1.0 / getattr(data, "value_max", 255))
+
+
+def evaluate_attributes(
+    data: Any,
+    representation_function: Any,
+    metrics: Sequence[str] | None = None,
+    seed: int = 0,
+    preset: str = "study",
+    params: dict[str, dict[str, Any]] | None = None,
+    encode_batch_size: int = DEFAULT_ENCODE_BATCH,
+) -> dict[str, Any]:
+    """Score a representation on an attribute-labelled image data set (module docstring).
+
+    Args:
+        data: ``len(data)``, ``data.attributes`` (N, A) and ``data.uint8_from_indices``.
+        representation_function: float32 NHWC [0, 1] batch -> (n, D) codes.
+        metrics: names from :data:`ATTRIBUTE_METRICS`; None = :func:`default_attribute_metrics`.
+        seed: ``KFold`` seed of ``tad`` (0 = InfoDiffusion's).
+        preset: ``"study"`` or ``"fast"``; ``params`` overrides single values per metric.
+        encode_batch_size: images per representation call (each image is encoded once).
+
+    Returns the same layout as :func:`~disentkit.metrics.evaluate`: ``{"metrics", "config",
+    "versions", "timings_s", "encoder"}``.
+    """
+    from disentkit.metrics.suite import library_versions
+
+    if preset not in ATTRIBUTE_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(ATTRIBUTE_PRESETS)}")
+    attributes = getattr(data, "attributes", None)
+    name = str(getattr(data, "name", type(data).__name__))
+    if attributes is None:
+        raise ValueError(f"{name} has no attribute labels (data.attributes); the attribute metrics need them")
+    attributes = np.asarray(attributes)
+    if attributes.ndim != 2 or attributes.shape[0] != len(data):
+        raise ValueError(
+            f"{name}: attributes must be (num_images, num_attributes) = ({len(data)}, A), got "
+            f"{attributes.shape}"
+        )
+    metrics = list(metrics) if metrics else default_attribute_metrics(attributes)
+    unknown = [m for m in metrics if m not in ATTRIBUTE_METRICS]
+    if unknown:
+        raise ValueError(
+            f"metric(s) {unknown} do not apply to {name}, which has attribute labels but no "
+            f"ground-truth factor grid; use {list(ATTRIBUTE_METRICS)}"
+        )
+    plans: dict[str, tuple[dict[str, Any], np.ndarray, np.ndarray]] = {}
+    for metric in metrics:
+        p = copy.deepcopy(ATTRIBUTE_PRESETS[preset][metric])
+        p.update((params or {}).get(metric, {}))
+        if metric == "tad":
+            _, test = attribute_split(len(data), 1, p.pop("num_test", None), name)
+            n = int(p.pop("num_points"))
+            if n > len(data):
+                raise ValueError(f"tad: num_points={n} but {name} has {len(data)} images")
+            start = int(test[0]) if len(data) - int(test[0]) >= n else len(data) - n
+            plans[metric] = (p, np.arange(start, start + n), np.arange(0))
+        else:
+            train, test = attribute_split(len(data), p.pop("num_train"), p.pop("num_test"), name)
+            plans[metric] = (p, train, test)
+    needed = np.unique(np.concatenate([np.concatenate([tr, te]) for _, tr, te in plans.values()]))
+    t0 = time.perf_counter()
+    codes_needed = np.concatenate([
+        encode_observations(representation_function, _observations(data, needed[s:s + 4096]),
+                            encode_batch_size)
+        for s in range(0, len(needed), 4096)
+    ])
+    timings = {"encode": time.perf_counter() - t0}
+    row = np.full(len(data), -1, dtype=np.int64)
+    row[needed] = np.arange(len(needed))
+    results: dict[str, Any] = {}
+    config: dict[str, Any] = {"seed": seed, "preset": preset, "protocol": "attributes",
+                              "encode_batch_size": encode_batch_size, "params": {}}
+    for metric in metrics:
+        p, tr, te = plans[metric]
+        t0 = time.perf_counter()
+        if metric == "tad":
+            config["params"][metric] = {**p, "num_points": len(tr), "first_index": int(tr[0])}
+            results[metric] = tad_protocol(codes_needed[row[tr]], attributes[tr], seed=seed,
+                                           max_points=None, **p)
+        else:
+            config["params"][metric] = {**p, "num_train": len(tr), "num_test": len(te),
+                                        "first_train_index": int(tr[0]), "first_test_index": int(te[0])}
+            fn = attribute_probe_ap if metric == "attribute_probe_ap" else attribute_regression
+            results[metric] = fn(codes_needed[row[tr]], attributes[tr], codes_needed[row[te]],
+                                 attributes[te], **p)
+        timings[metric] = time.perf_counter() - t0
+    return {
+        "metrics": results,
+        "config": config,
+        "versions": library_versions(),
+        "timings_s": timings,
+        "encoder": {"observations": int(len(needed)), "code_cache": "off"},
+    }
