@@ -108,3 +108,17 @@ def test_every_packaged_preset_loads_and_names_its_source() -> None:
         text = (resources.files("disentkit") / "configs" / f"{name}.yaml").read_text()
         assert (yaml.safe_load(text) or {}).get("source") or "base:" in text, name
         load_config(name)
+
+
+def test_numeric_looking_strings_keep_their_spelling() -> None:
+    """`name=000` (a sweep's single run) names folder 000, not 0; numbers stay numbers."""
+    config = load_config("quickstart/sprites", ["name=000", "out_dir=0123", "data_root=on",
+                                                "optim.lr=1.0e-3", "model.beta=4.50",
+                                                "log.tensorboard=yes", "train.grad_clip=null"])
+    assert config.name == "000" and config.run_name == "000"
+    assert config.out_dir == "0123" and config.data_root == "on"
+    assert config.optim.lr == 1e-3 and config.model.beta == 4.5
+    assert config.log.tensorboard is True and config.train.grad_clip is None
+    with pytest.raises(ConfigError, match="train.steps"):
+        load_config("quickstart/sprites", ["train.steps=1.50"])
+    assert load_config("quickstart/sprites", ["seed=007"]).seed == 7

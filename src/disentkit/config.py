@@ -175,8 +175,26 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+class _Spelled(str):
+    """An override value that YAML reads as a number or boolean but that was spelled otherwise
+    (``name=000``, ``data.path=0123``, ``name=on``): a string field keeps the spelling as typed,
+    any other field gets YAML's value (see :func:`parse_override`)."""
+
+    value: Any
+
+    def __new__(cls, raw: str, value: Any) -> _Spelled:
+        obj = super().__new__(cls, raw)
+        obj.value = value
+        return obj
+
+
 def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against type ``tp`` (ints are accepted for floats); raise ConfigError."""
+    if isinstance(value, _Spelled):
+        if tp is str:
+            return str(value)
+        if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+            value = value.value  # a union tries its options with the spelling still known
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -372,6 +390,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, (bool, int, float)) and str(value) != raw.strip():
+        # `name=000` must name the folder 000, not 0: keep the spelling for string fields.
+        value = _Spelled(raw.strip(), value)
     return key.split("."), value
 
 
