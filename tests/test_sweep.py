@@ -15,6 +15,7 @@ from disentkit.experiments.sweep import (
     parse_sweep_args,
     plan_sweep,
     run_state,
+    run_status,
     submit_submitit,
     train_argv,
 )
@@ -154,3 +155,148 @@ def test_submitit_local_executor_runs_the_array(tmp_path: Path, fake_train: list
     submitted = json.loads((tmp_path / "s" / "submitted.json").read_text())
     assert submitted[0]["cluster"] == "local" and len(submitted[0]["jobs"]) == 2
     assert submit_submitit(plan, cluster="local", train_command=fake_train) == []
+
+
+# ---- run lock: a run held by a live process vs one whose process died -------------------------
+def _dead_lock(run_dir: Path) -> None:
+    """A lock left by a process that was killed (its pid no longer exists)."""
+    import os
+    import socket
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.lock").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": proc.pid, "started": 1.0e9}))
+    assert os.path.exists(run_dir / "run.lock")
+
+
+def test_live_lock_is_skipped_and_dead_lock_resumed(tmp_path: Path, fake_train: list[str], capsys) -> None:
+    from disentkit.run_lock import RunLock
+
+    out = tmp_path / "sweep"
+    plan = plan_sweep(["preset=betavae/smoke", "seed=0:3"], out)
+    held, crashed, fresh = (plan.run_dir(r) for r in plan.runs)
+    (held / "checkpoints").mkdir(parents=True)
+    (held / "checkpoints" / "last.pt").write_bytes(b"x")
+    (held / "summary.json").write_text(json.dumps({"status": "running", "step": 3}))
+    (crashed / "checkpoints").mkdir(parents=True)
+    (crashed / "checkpoints" / "last.pt").write_bytes(b"x")
+    (crashed / "summary.json").write_text(json.dumps({"status": "running", "step": 5}))
+    _dead_lock(crashed)
+    _dead_lock(fresh)  # killed before its first checkpoint: starts again from scratch
+    with RunLock(held, heartbeat_s=0):
+        status = run_status(held)
+        assert status.state == "running" and "training in another process" in status.detail
+        assert run_status(crashed).state == "resume" and "died" in run_status(crashed).detail
+        assert run_status(fresh).state == "new"
+        assert train_argv(plan, plan.runs[0], fake_train) is None
+        outcome = execute_local(plan, train_command=fake_train, echo=True)
+        assert outcome == {held.name: "running elsewhere", crashed.name: "finished",
+                           fresh.name: "finished"}
+        assert "training in another process" in capsys.readouterr().out
+        assert not (held / "calls.jsonl").exists()
+        assert json.loads((crashed / "calls.jsonl").read_text()) == ["--resume", str(crashed)]
+        assert json.loads((fresh / "calls.jsonl").read_text())[-2] == f"name={fresh.name}"
+        # submitit path: the held run is not submitted
+        assert [j for j in submit_submitit(plan, cluster="debug", train_command=fake_train)] == []
+    # once the other process ends, the next launch resumes the run
+    assert execute_local(plan, train_command=fake_train, echo=False)[held.name] == "finished"
+    assert json.loads((held / "calls.jsonl").read_text()) == ["--resume", str(held)]
+
+
+def test_trained_run_without_its_evaluation_is_resumed(tmp_path: Path) -> None:
+    import os
+
+    from disentkit.config import load_config, save_config
+
+    run = tmp_path / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    save_config(load_config("quickstart/sprites"), run / "config.yaml")  # eval.at_end, report_at_end
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    (run / "summary.json").write_text(json.dumps({"status": "finished", "step": 3}))
+    status = run_status(run)
+    assert status.state == "resume" and "results.json and report.html missing" in status.detail
+    (run / "results.json").write_text("{}")
+    (run / "report.html").write_text("<html></html>")
+    assert run_state(run) == "finished"
+    # results older than the final checkpoint belong to an earlier, shorter training
+    old = (run / "checkpoints" / "last.pt").stat().st_mtime - 100
+    os.utime(run / "results.json", (old, old))
+    assert run_status(run).detail.startswith("trained, results.json missing")
+    # an evaluation skipped for data without ground truth is not owed
+    (run / "summary.json").write_text(json.dumps(
+        {"status": "finished", "step": 3, "evaluation": "skipped: no ground truth"}))
+    assert run_state(run) == "finished"
+    # without the report the config asks for, it is not finished either
+    (run / "report.html").unlink()
+    assert run_state(run) == "resume"
+
+
+def test_exit_status_of_a_run_taken_meanwhile_is_not_a_failure(tmp_path: Path) -> None:
+    script = tmp_path / "locked.py"
+    script.write_text("import sys; sys.exit(75)\n")
+    plan = plan_sweep(["preset=betavae/smoke", "seed=0:2"], tmp_path / "s")
+    outcome = execute_local(plan, train_command=[sys.executable, str(script)], echo=False)
+    assert set(outcome.values()) == {"running elsewhere"}
+
+
+def test_killed_training_leaves_a_stale_lock_the_sweep_resumes(tmp_path: Path) -> None:
+    """A real `disentkit train` holds its run's lock (live); SIGKILL leaves the file, now stale."""
+    import signal
+    import subprocess
+    import time
+
+    from disentkit.run_lock import lock_state, read_lock
+
+    out = tmp_path / "sweep"
+    words = ["imports=[toy_plugin]", "data.name=toy_bars", "model.name=toy_ae", "train.steps=100000",
+             "train.batch_size=4", "train.checkpoint_every=5", "log.progress=false",
+             "train.num_threads=1", "eval.at_end=false", "eval.report_at_end=false"]
+    plan = plan_sweep(words, out)
+    run = plan.runs[0]
+    argv = train_argv(plan, run)
+    assert argv is not None
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = plan.run_dir(run)
+    try:
+        deadline = time.time() + 60
+        while not (run_dir / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+            assert proc.poll() is None, "training ended early"
+            time.sleep(0.05)
+        assert read_lock(run_dir).pid == proc.pid
+        status = run_status(run_dir)
+        assert status.state == "running" and f"pid {proc.pid}" in status.detail
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert lock_state(run_dir)[0] == "stale"
+    status = run_status(run_dir)
+    assert status.state == "resume" and "died" in status.detail
+    assert train_argv(plan, run) == [sys.executable, "-m", "disentkit", "train", "--resume", str(run_dir)]
+
+
+def test_sweep_command_dry_run_and_run(tmp_path: Path, fake_train: list[str], monkeypatch, capsys) -> None:
+    from disentkit.cli import main
+    from disentkit.experiments import sweep as sweep_module
+    from disentkit.run_lock import RunLock
+
+    monkeypatch.setattr(sweep_module, "default_train_command", lambda: list(fake_train))
+    out = tmp_path / "s"
+    words = ["sweep", "preset=betavae/smoke", "model.beta=1,2", "--out", str(out)]
+    assert main([*words, "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "sweep: 2 runs" in text and "[1] 001-beta=2  new  preset=betavae/smoke model.beta=2" in text
+    held = out / "001-beta=2"
+    with RunLock(held, heartbeat_s=0):
+        assert main([*words, "--dry-run"]) == 0
+        assert "running: training in another process (host" in capsys.readouterr().out
+        assert main(words) == 0
+        text = capsys.readouterr().out
+        summary = json.loads(text[text.index("{\n"):])
+        assert summary == {"runs": 2, "failed": {}, "running_elsewhere": ["001-beta=2"]}
+    assert (out / "000-beta=1" / "calls.jsonl").exists() and not (held / "calls.jsonl").exists()
+    assert main(words) == 0
+    assert "[1] 001-beta=2: starting" in capsys.readouterr().out
+    assert main(["sweep", "preset=betavae/smoke", "model.beta=13", "--out", str(tmp_path / "f")]) == 1

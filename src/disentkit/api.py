@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,21 @@ def train(
     resume: bool = False,
 ) -> Path:
     """Train a run (a :class:`RunConfig`, a plain dict, or a preset name); evaluate it and write
-    its report when the config asks for it; return the run directory."""
+    its report when the config asks for it; return the run directory.
+
+    The run directory's lock (:mod:`disentkit.run_lock`) is held from before training until the
+    report is written, so ``disentkit sweep`` and a second trainer can tell this live run from a
+    crashed one; a run another live process holds raises :class:`~disentkit.run_lock.RunLockedError`.
+    """
+    from disentkit.run_lock import RunLock, is_launcher_rank_zero
     from disentkit.training.engine import run_training
 
     config = _as_config(config)
-    path = run_training(config, Path(run_dir) if run_dir else None, resume=resume)
-    finish_run(path, config)
+    path = Path(run_dir) if run_dir else Path(config.out_dir) / config.run_name
+    # Only the launcher's rank 0 takes the lock; the other ranks of a DDP run train under it.
+    with RunLock(path, enabled=is_launcher_rank_zero()):
+        run_training(config, path, resume=resume)
+        finish_run(path, config)
     return path
 
 
@@ -62,6 +72,7 @@ def finish_run(path: Path, config: RunConfig) -> None:
     """After training: evaluation and report on the main process (see ``eval``/``log`` sections)."""
     import json
 
+    from disentkit.training.checkpoint import write_text_atomic
     from disentkit.training.distributed import is_global_zero
 
     if not is_global_zero():
@@ -72,13 +83,34 @@ def finish_run(path: Path, config: RunConfig) -> None:
     if config.eval.at_end and config.eval.metrics:
         from disentkit.evaluation import evaluate_run
 
-        evaluate_run(path, quiet=True)
+        try:
+            evaluate_run(path, quiet=True)
+        except ValueError:
+            if _can_be_scored(config):
+                raise
+            # Failing here would lose nothing trained but would end a finished run in an error
+            # (and make a sweep retry it forever); the skip is recorded for `disentkit sweep`.
+            note = (f"dataset '{config.data.name}' has neither ground-truth factors nor attribute "
+                    "labels; the evaluation at the end (eval.at_end) was skipped. Set "
+                    "eval.at_end=false for such data.")
+            print(f"note: {note}", file=sys.stderr)
+            summary["evaluation"] = f"skipped: {note}"
+            write_text_atomic(path / "summary.json", json.dumps(summary, indent=2))
     if config.eval.report_at_end:
         try:
             from disentkit.viz.report import write_report
         except ImportError:
             return
         write_report(path)
+
+
+def _can_be_scored(config: RunConfig) -> bool:
+    """Whether the run's dataset has what the metrics score against: ground-truth factors
+    (``factor_sizes``) or attribute labels (``attributes``), as :func:`evaluate_run` requires."""
+    from disentkit.builders import build_dataset
+
+    data = build_dataset(config)
+    return hasattr(data, "factor_sizes") or getattr(data, "attributes", None) is not None
 
 
 def load_run(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu") -> LoadedRun:

@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Example: disentkit sweep preset=betavae/dsprites model.beta=1,2,4,6 seed=0:10 "
             "--out runs/sweep1 --parallel 2. Comma lists and start:stop ranges become axes; "
             "other key=value words are fixed overrides. Re-running skips finished runs and "
-            "resumes interrupted ones."
+            "runs that another live process is training (their run.lock), and resumes "
+            "interrupted or crashed ones."
         ),
     )
     parser.add_argument("settings", nargs="+", help="preset=NAME, key=a,b,c, seed=0:10, key=value")
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from disentkit.experiments.sweep import (
         execute_local,
         plan_sweep,
-        run_state,
+        run_status,
         submit_submitit,
     )
 
@@ -52,12 +53,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"sweep: {len(plan.runs)} runs in {plan.out_dir} (axes: {axes})")
     if args.dry_run:
         for r in plan.runs:
-            print(f"[{r.index}] {r.name}  {run_state(plan.run_dir(r))}  {' '.join(r.overrides)}")
+            status = run_status(plan.run_dir(r))
+            state = f"{status.state}: {status.detail}" if status.detail else status.state
+            print(f"[{r.index}] {r.name}  {state}  {' '.join(r.overrides)}")
         return 0
     if args.executor == "local":
         outcome = execute_local(plan, parallel=args.parallel)
         failed = {k: v for k, v in outcome.items() if v.startswith("failed")}
-        print(json.dumps({"runs": len(outcome), "failed": failed}, indent=2))
+        elsewhere = [k for k, v in outcome.items() if v == "running elsewhere"]
+        print(json.dumps({"runs": len(outcome), "failed": failed, "running_elsewhere": elsewhere},
+                         indent=2))
         return 1 if failed else 0
     jobs = submit_submitit(
         plan, cluster="slurm" if args.executor == "slurm" else "local",

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     import disentkit
     from disentkit.config import load_config, load_config_file
+    from disentkit.run_lock import EXIT_LOCKED, RunLockedError
     from disentkit.training.engine import NonFiniteLossError
 
     overrides = list(args.overrides)
@@ -54,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"disentkit train: error: {err}", file=sys.stderr)
         return 1
+    except RunLockedError as err:
+        print(f"disentkit train: error: {err}", file=sys.stderr)
+        return EXIT_LOCKED
+    except FileExistsError as err:  # a new run into a directory that already holds one
+        print(f"disentkit train: error: {err}", file=sys.stderr)
+        return 2
     from disentkit.training.distributed import is_global_zero
 
     if is_global_zero():

@@ -8,10 +8,14 @@ override whose value is a comma list (``model.beta=1,2,4``) or an integer range
 
 The sweep folder holds ``sweep.json`` (the manifest: axes, fixed overrides, every run's number,
 name and overrides), one run directory per run (made by ``disentkit train ... name=NAME
-out_dir=SWEEP``), and ``logs/NAME.log``. Executing again skips runs whose ``summary.json`` says
-``finished`` and resumes interrupted ones (``disentkit train --resume RUN_DIR``), so a sweep can
-be re-launched after a crash or a cluster pre-emption. Runs evaluate themselves when training
-ends (``eval.at_end``); the sweep never turns that off.
+out_dir=SWEEP``), and ``logs/NAME.log``. Executing again skips runs that are complete
+(``summary.json`` says ``finished`` and the evaluation and report the config asks for are
+written), skips runs that another live process holds (their ``run.lock``,
+:mod:`disentkit.run_lock`), and resumes the others that started (``disentkit train --resume
+RUN_DIR``, which also evaluates a trained run whose evaluation was cut short), so a sweep can be
+re-launched after a crash or a cluster pre-emption, or launched twice on one folder to share the
+runs. Runs evaluate themselves when training ends (``eval.at_end``); the sweep never turns that
+off.
 """
 
 from __future__ import annotations
@@ -31,16 +35,19 @@ from typing import Any
 import yaml
 
 from disentkit.config import ConfigError
+from disentkit.run_lock import EXIT_LOCKED, lock_state
 
 __all__ = [
     "Axis",
     "RunSpec",
+    "RunStatus",
     "SweepPlan",
     "execute_local",
     "expand",
     "parse_sweep_args",
     "plan_sweep",
     "run_state",
+    "run_status",
     "submit_submitit",
     "train_argv",
 ]
@@ -224,37 +231,109 @@ def plan_sweep(args: Sequence[str], out_dir: Path, check: bool = True) -> SweepP
     return SweepPlan(Path(out_dir), preset, axes, fixed, runs)
 
 
-def run_state(run_dir: Path) -> str:
-    """``finished`` (summary.json says so), ``resume`` (started: summary or checkpoint exists but
-    not finished), or ``new``."""
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        try:
-            if json.loads(summary.read_text()).get("status") == "finished":
-                return "finished"
-        except json.JSONDecodeError:
-            pass
-        if (run_dir / "checkpoints" / "last.pt").is_file():
-            return "resume"
+@dataclass
+class RunStatus:
+    """Where a run stands: ``state`` is ``new``, ``resume``, ``running`` or ``finished``;
+    ``detail`` says why, for messages."""
+
+    state: str
+    detail: str = ""
+
+
+def _newer_or_same(path: Path, than: Path) -> bool:
+    """``path`` exists and was written no earlier than ``than`` (or ``than`` is missing)."""
+    if not path.is_file():
+        return False
+    return not than.is_file() or path.stat().st_mtime_ns >= than.stat().st_mtime_ns
+
+
+def _missing_outputs(run_dir: Path, summary: dict[str, Any]) -> list[str]:
+    """What a trained run still owes per its config: results.json (``eval.at_end`` with
+    metrics, unless the evaluation was skipped for data without ground truth) and report.html
+    (``eval.report_at_end``), each written after the final checkpoint."""
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    evaluation = config.get("eval") or {}
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    missing = []
+    wants_eval = bool(evaluation.get("at_end", True)) and bool(evaluation.get("metrics", ["default"]))
+    if wants_eval and "evaluation" not in summary \
+            and not _newer_or_same(run_dir / "results.json", checkpoint):
+        missing.append("results.json")
+    if evaluation.get("report_at_end", True) and not _newer_or_same(run_dir / "report.html", checkpoint):
+        missing.append("report.html")
+    return missing
+
+
+def run_status(run_dir: Path) -> RunStatus:
+    """Judge a run directory for a sweep.
+
+    * ``finished``: ``summary.json`` says finished and the results and report its config asks
+      for were written after the final checkpoint;
+    * ``running``: not complete and another live process holds its lock (training, or
+      evaluating and reporting after training);
+    * ``resume``: started (a checkpoint exists), not finished and not held; or trained but its
+      evaluation/report is missing (``train --resume`` of a finished run only evaluates);
+    * ``new``: nothing to resume from (no checkpoint yet; a dead process's lock is ignored).
+    """
+    run_dir = Path(run_dir)
+    summary: dict[str, Any] = {}
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        pass
+    finished = summary.get("status") == "finished"
+    missing = _missing_outputs(run_dir, summary) if finished else []
+    if finished and not missing:
+        return RunStatus("finished")
+    lock, holder = lock_state(run_dir)
+    if lock == "live":
+        assert holder is not None
+        doing = "evaluating" if finished else "training"
+        return RunStatus("running", f"{doing} in another process ({holder.describe()})")
+    dead = f"; its process died ({holder.describe()})" if holder is not None else ""
+    if finished:
+        return RunStatus("resume", f"trained, {' and '.join(missing)} missing{dead}")
     if (run_dir / "checkpoints" / "last.pt").is_file():
-        return "resume"
-    return "new"
+        step = summary.get("step", "?")
+        was = summary.get("status", "started")
+        return RunStatus("resume", f"{was} at step {step}{dead}")
+    return RunStatus("new", dead.lstrip("; "))
+
+
+def run_state(run_dir: Path) -> str:
+    """``finished``, ``running``, ``resume`` or ``new`` (:func:`run_status` without the detail)."""
+    return run_status(run_dir).state
 
 
 def default_train_command() -> list[str]:
     return [sys.executable, "-m", "disentkit", "train"]
 
 
-def train_argv(plan: SweepPlan, run: RunSpec, train_command: Sequence[str] | None = None) -> list[str] | None:
-    """The command line that brings ``run`` to completion, or None when it already finished."""
+def train_argv(
+    plan: SweepPlan, run: RunSpec, train_command: Sequence[str] | None = None,
+    status: RunStatus | None = None,
+) -> list[str] | None:
+    """The command line that brings ``run`` to completion, or None when it already finished or
+    another live process is running it."""
     command = list(train_command or default_train_command())
     run_dir = plan.run_dir(run)
-    state = run_state(run_dir)
-    if state == "finished":
+    state = (status or run_status(run_dir)).state
+    if state in ("finished", "running"):
         return None
     if state == "resume":
         return command + ["--resume", str(run_dir)]
     return command + run.overrides + [f"name={run.name}", f"out_dir={plan.out_dir}"]
+
+
+def _outcome(code: int) -> str:
+    if code == 0:
+        return "finished"
+    if code == EXIT_LOCKED:  # another process took the run between our check and the start
+        return "running elsewhere"
+    return f"failed (exit {code})"
 
 
 def _run_logged(argv: Sequence[str], log_path: str) -> int:
@@ -271,33 +350,34 @@ def execute_local(
     echo: bool = True,
 ) -> dict[str, str]:
     """Run the unfinished runs as subprocesses, ``parallel`` at a time; returns
-    ``{name: "skipped" | "finished" | "failed (exit N)"}``. A failing run does not stop the
-    others."""
+    ``{name: "skipped" | "running elsewhere" | "finished" | "failed (exit N)"}``. A failing
+    run does not stop the others. Each run's state is read just before it would start, so two
+    sweeps on one folder share the runs instead of both training them."""
     if parallel < 1:
         raise ConfigError(f"--parallel must be >= 1, got {parallel}")
     plan.write_manifest()
     outcome: dict[str, str] = {}
-    queue: list[tuple[RunSpec, list[str]]] = []
-    for run in plan.runs:
-        argv = train_argv(plan, run, train_command)
-        if argv is None:
-            outcome[run.name] = "skipped"
-            if echo:
-                print(f"[{run.index}] {run.name}: finished, skipped")
-        else:
-            queue.append((run, argv))
+    pending = list(plan.runs)
     running: dict[str, tuple[subprocess.Popen, Any]] = {}
     env = dict(os.environ)
-    while queue or running:
-        while queue and len(running) < parallel:
-            run, argv = queue.pop(0)
+    while pending or running:
+        while pending and len(running) < parallel:
+            run = pending.pop(0)
+            status = run_status(plan.run_dir(run))
+            argv = train_argv(plan, run, train_command, status)
+            if argv is None:
+                outcome[run.name] = "skipped" if status.state == "finished" else "running elsewhere"
+                if echo:
+                    why = "finished" if status.state == "finished" else status.detail
+                    print(f"[{run.index}] {run.name}: {why}, skipped")
+                continue
             log_path = plan.out_dir / "logs" / f"{run.name}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log = open(log_path, "a")  # noqa: SIM115 - closed when the process ends
             log.write(f"$ {' '.join(argv)}\n")
             log.flush()
             if echo:
-                verb = "resuming" if "--resume" in argv else "starting"
+                verb = f"resuming ({status.detail})" if status.state == "resume" else "starting"
                 print(f"[{run.index}] {run.name}: {verb} (log: {log_path})")
             running[run.name] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log)
         for name, (proc, log) in list(running.items()):
@@ -306,7 +386,7 @@ def execute_local(
                 continue
             log.close()
             del running[name]
-            outcome[name] = "finished" if code == 0 else f"failed (exit {code})"
+            outcome[name] = _outcome(code)
             if echo:
                 print(f"{name}: {outcome[name]}")
         if running:
@@ -317,7 +397,7 @@ def execute_local(
 def _submitit_job(argv: list[str], log_path: str) -> int:
     """The function each array task runs (importable, so submitit can pickle it by reference)."""
     code = _run_logged(argv, log_path)
-    if code != 0:
+    if code not in (0, EXIT_LOCKED):  # a run another process holds is not this task's failure
         raise RuntimeError(f"`{' '.join(argv)}` exited with status {code}; see {log_path}")
     return code
 
@@ -346,7 +426,14 @@ def submit_submitit(
     import submitit
 
     plan.write_manifest()
-    pending = [(r, a) for r in plan.runs if (a := train_argv(plan, r, train_command)) is not None]
+    pending = []
+    for run in plan.runs:
+        status = run_status(plan.run_dir(run))
+        argv = train_argv(plan, run, train_command, status)
+        if argv is not None:
+            pending.append((run, argv))
+        elif status.state == "running":
+            print(f"[{run.index}] {run.name}: {status.detail}, not submitted", file=sys.stderr)
     if not pending:
         return []
     folder = plan.out_dir / "submitit" / "%j"
