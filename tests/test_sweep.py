@@ -300,3 +300,12 @@ def test_sweep_command_dry_run_and_run(tmp_path: Path, fake_train: list[str], mo
     assert main(words) == 0
     assert "[1] 001-beta=2: starting" in capsys.readouterr().out
     assert main(["sweep", "preset=betavae/smoke", "model.beta=13", "--out", str(tmp_path / "f")]) == 1
+
+
+def test_slurm_executor_without_submitit_says_how_to_install(tmp_path: Path, monkeypatch, capsys) -> None:
+    from disentkit.cli import main
+
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import fails as if not installed
+    code = main(["sweep", "preset=betavae/smoke", "seed=0:2", "--out", str(tmp_path / "s"),
+                 "--executor", "slurm"])
+    assert code == 2 and "pip install 'disentkit[slurm]'" in capsys.readouterr().err

@@ -423,7 +423,13 @@ def submit_submitit(
     Returns the submitit jobs (empty when everything finished). ``wait`` blocks until they end
     and raises if one failed.
     """
-    import submitit
+    try:
+        import submitit
+    except ImportError as err:
+        raise ImportError(
+            "submitting a sweep needs submitit, an optional dependency: "
+            "pip install 'disentkit[slurm]' (or run it locally with --executor local)"
+        ) from err
 
     plan.write_manifest()
     pending = []
