@@ -259,3 +259,13 @@ def test_rank_is_remembered_after_the_process_group_closes(monkeypatch: pytest.M
     assert distributed.global_rank() == 0
     distributed.remember_rank(1)
     assert distributed.global_rank() == 1 and not distributed.is_global_zero()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_signal_handlers_are_restored_after_training(tmp_path: Path) -> None:
+    """The stop-at-next-step handler lives only for the loop; afterwards the caller's handler is back."""
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGUSR1)
+    disentkit.train(_config(tmp_path, "train.steps=1", "name=sig"))
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGUSR1)) == before

@@ -204,16 +204,21 @@ class Trainer:
             loggers.append(JsonlLogger(self.run_dir / "metrics.jsonl", self.step if self.resume else None))
             if config.log.tensorboard:
                 loggers.append(TensorBoardLogger(self.run_dir / "tensorboard"))
+        previous_handlers: dict[int, Any] = {}
         if sys.platform != "win32" and _in_main_thread():
             # SLURM sends SIGUSR1/SIGTERM before pre-emption: checkpoint at the next step boundary.
             for sig in (signal.SIGUSR1, signal.SIGTERM):
-                signal.signal(sig, self._request_stop)
+                previous_handlers[sig] = signal.signal(sig, self._request_stop)
         self._write_summary("running")
         try:
             self._loop(loggers)
         finally:
             for logger in loggers:
                 logger.close()
+            # Outside the loop nothing polls the stop flag: give the signals back to their previous
+            # handlers so a SIGTERM during the end-of-run evaluation (or in a notebook) ends the process.
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
         return self.run_dir
 
     def _loop(self, loggers: list[Any]) -> None:
