@@ -177,7 +177,7 @@ def main() -> None:
     shape = (args.channels, 64, 64)
     batch = (torch.rand(args.batch, *shape) > 0.5).float()
     common = dict(latent_dim=10, architecture=args.architecture, likelihood="bernoulli",
-                  init="xavier_u01")
+                  init="xavier_u01", estimator="mss")  # same TC estimator for base and CFASL
     base = build(args.base, shape, **common)
     cfasl = build(f"cfasl_{args.base}", shape, sub_sec=args.sub_sec, **common)
     models = {"base": step_fn(base, batch), "cfasl": step_fn(cfasl, batch)}
