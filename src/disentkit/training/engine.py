@@ -16,6 +16,7 @@ torchrun and SLURM launches are detected by Fabric from their environment variab
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import sys
@@ -337,6 +338,10 @@ def run_training(config: RunConfig, run_dir: Path | None = None, resume: bool = 
         trainer.fit()
         finished = True
     finally:
+        # The DDP wrapper holds the process group's backend: free it while the group is still up,
+        # then close the group, so no gloo object is torn down behind a closed group.
+        del trainer
+        gc.collect()
         if owns_process_group:
             _close_process_group(wait_for_peers=finished)
     return run_dir
