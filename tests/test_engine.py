@@ -269,3 +269,49 @@ def test_signal_handlers_are_restored_after_training(tmp_path: Path) -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGUSR1)
     disentkit.train(_config(tmp_path, "train.steps=1", "name=sig"))
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGUSR1)) == before
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo DDP test is for POSIX")
+def test_slurm_two_node_launch_matches_one_process(tmp_path: Path) -> None:
+    """Two processes started the way `srun --nodes=2 --ntasks-per-node=1` starts them (SLURM_* variables,
+    one task per "node", both on this host) form one DDP run through Fabric's SLURM environment; it
+    must train exactly like one process with the doubled batch."""
+    import os
+
+    toy_base = [x for x in BASE if not x.startswith("model.")]
+    common = [*toy_base, "model.name=toy_ae", "train.steps=3", "log.every=1", f"out_dir={tmp_path}"]
+    single = subprocess.run([sys.executable, "-m", "disentkit", "train", *common, "train.batch_size=16",
+                             "name=single"], capture_output=True, text=True, timeout=240)
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    port = _free_port()
+    procs = []
+    for rank in range(2):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SLURM_", "MASTER_", "RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK"))}
+        env.update(SLURM_JOB_ID="4242", SLURM_JOB_NAME="disentkit-test", SLURM_NTASKS="2",
+                   SLURM_NTASKS_PER_NODE="1", SLURM_NNODES="2", SLURM_NODELIST="127.0.0.1",
+                   SLURM_PROCID=str(rank), SLURM_LOCALID="0", SLURM_NODEID=str(rank),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "disentkit", "train", *common, "train.batch_size=8", "train.devices=1",
+             "train.num_nodes=2", "train.strategy=ddp", "name=slurm"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for proc, (_out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    assert sum(out.count("run directory") for out, _ in outputs) == 1  # rank 0 only
+    a, b = _weights(tmp_path / "single"), _weights(tmp_path / "slurm")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6, rtol=1e-5), key
+    summary = json.loads((tmp_path / "slurm" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["step"] == 3
