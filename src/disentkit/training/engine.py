@@ -31,7 +31,12 @@ from disentkit.config import RunConfig, save_config
 from disentkit.models.base import Model, OptimiserSpec
 from disentkit.training.checkpoint import load_checkpoint, save_atomic, write_text_atomic
 from disentkit.training.cpu_memory import tune_glibc_malloc
-from disentkit.training.distributed import remember_rank
+from disentkit.training.distributed import (
+    close_process_group,
+    gather_rows,
+    process_group_ready,
+    remember_rank,
+)
 from disentkit.training.ema import EMA
 from disentkit.training.loggers import JsonlLogger, TensorBoardLogger
 from disentkit.training.sampler import BatchSampler
@@ -133,7 +138,7 @@ class Trainer:
 
     def _state(self) -> dict[str, Any]:
         rng = torch.get_rng_state()
-        rngs = _gather_rows(rng.to(self.fabric.device)).cpu() if self.fabric.world_size > 1 \
+        rngs = gather_rows(rng.to(self.fabric.device)).cpu() if self.fabric.world_size > 1 \
             else rng.unsqueeze(0)
         state: dict[str, Any] = {
             "step": self.step,
@@ -331,47 +336,18 @@ def run_training(config: RunConfig, run_dir: Path | None = None, resume: bool = 
             f"{run_dir} already holds a run; resume it with `disentkit train --resume {run_dir}`, "
             "or choose another name=/out_dir="
         )
-    owns_process_group = not _process_group_ready()
+    owns_process_group = not process_group_ready()
     trainer = Trainer(config, run_dir, resume=resume)
     finished = False
     try:
         trainer.fit()
         finished = True
     finally:
-        # The DDP wrapper holds the process group's backend: free it while the group is still up,
-        # then close the group, so no gloo object is torn down behind a closed group.
-        del trainer
-        gc.collect()
-        if owns_process_group:
-            _close_process_group(wait_for_peers=finished)
+        if owns_process_group and process_group_ready():
+            # The DDP wrapper holds the group's backend: free it while the group is still up, then
+            # close the group, so no gloo object is torn down behind a closed group.
+            del trainer
+            gc.collect()
+            close_process_group(wait_for_peers=finished)
     return run_dir
 
-
-def _gather_rows(tensor: torch.Tensor) -> torch.Tensor:
-    """Stack one tensor from every rank (plain collective: no autograd graph, unlike Fabric's
-    ``all_gather``, whose autograd path is deprecated in torch)."""
-    import torch.distributed as dist
-
-    rows = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(rows, tensor)
-    return torch.stack(rows)
-
-
-def _process_group_ready() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized()
-
-
-def _close_process_group(wait_for_peers: bool) -> None:
-    """Tear down the process group the run created, on every rank, before the interpreter exits.
-
-    Leaving gloo's threads to die at interpreter exit aborts a rank now and then ("terminate called
-    without an active exception"), which launchers report as a failed job."""
-    import torch.distributed as dist
-
-    if not _process_group_ready():
-        return
-    if wait_for_peers:
-        dist.barrier()
-    dist.destroy_process_group()
