@@ -81,17 +81,14 @@ def finish_run(path: Path, config: RunConfig) -> None:
     if summary.get("status") != "finished":
         return
     if config.eval.at_end and config.eval.metrics:
-        from disentkit.evaluation import evaluate_run
+        from disentkit.evaluation import UnscorableDataError, evaluate_run
 
         try:
             evaluate_run(path, quiet=True)
-        except ValueError:
-            if _can_be_scored(config):
-                raise
+        except UnscorableDataError as err:
             # Failing here would lose nothing trained but would end a finished run in an error
             # (and make a sweep retry it forever); the skip is recorded for `disentkit sweep`.
-            note = (f"dataset '{config.data.name}' has neither ground-truth factors nor attribute "
-                    "labels; the evaluation at the end (eval.at_end) was skipped. Set "
+            note = (f"{err}. The evaluation at the end (eval.at_end) was skipped; set "
                     "eval.at_end=false for such data.")
             print(f"note: {note}", file=sys.stderr)
             summary["evaluation"] = f"skipped: {note}"
@@ -102,15 +99,6 @@ def finish_run(path: Path, config: RunConfig) -> None:
         except ImportError:
             return
         write_report(path)
-
-
-def _can_be_scored(config: RunConfig) -> bool:
-    """Whether the run's dataset has what the metrics score against: ground-truth factors
-    (``factor_sizes``) or attribute labels (``attributes``), as :func:`evaluate_run` requires."""
-    from disentkit.builders import build_dataset
-
-    data = build_dataset(config)
-    return hasattr(data, "factor_sizes") or getattr(data, "attributes", None) is not None
 
 
 def load_run(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu") -> LoadedRun:

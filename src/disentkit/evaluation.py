@@ -9,6 +9,11 @@ from typing import Any
 
 from disentkit.training.checkpoint import write_text_atomic
 
+
+class UnscorableDataError(ValueError):
+    """The run's dataset has neither ground-truth factors nor attribute labels, so no metric
+    can score it (a property of the data, not a failure of the run)."""
+
 #: the headline number of each metric's result dict, for tables
 HEADLINE = {
     "beta_vae": "eval_accuracy",
@@ -84,7 +89,7 @@ def evaluate_run(
         results = evaluate_attributes(data, rep, metrics=list(metrics) if metrics else None, seed=seed,
                                       preset=preset)
     else:
-        raise ValueError(
+        raise UnscorableDataError(
             f"dataset '{run.config.data.name}' has neither ground-truth factors nor attribute labels; "
             "the disentanglement metrics need a ground-truth dataset, the attribute metrics (tad, "
             "attribute_probe_ap, attribute_regression) a labelled one such as celeba or lfw"
