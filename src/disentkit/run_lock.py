@@ -211,6 +211,8 @@ class RunLock:
     def acquire(self) -> None:
         if not self.enabled:
             return
+        from disentkit.training.checkpoint import write_text_atomic  # imports torch: only when taken
+
         self.run_dir.mkdir(parents=True, exist_ok=True)
         info = LockInfo.of_this_process()
         payload = json.dumps({k: v for k, v in asdict(info).items() if k != "heartbeat"}, indent=2)
@@ -227,10 +229,8 @@ class RunLock:
                 assert holder is not None
                 print(f"note: breaking the stale lock of {self.run_dir} ({holder.describe()}: "
                       "that process is gone)", file=sys.stderr)
-            # Write beside the lock, then rename over it: the lock is never seen half-written.
-            tmp = self.path.with_name(f".{LOCK_NAME}.{os.getpid()}.tmp")
-            tmp.write_text(payload)
-            os.replace(tmp, self.path)
+            # Written beside the lock, then renamed over it: the lock is never seen half-written.
+            write_text_atomic(self.path, payload)
         self.info = info
         if self.heartbeat_s > 0:
             self._thread = threading.Thread(target=self._beat, name="disentkit-run-lock", daemon=True)
