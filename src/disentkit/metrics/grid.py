@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction
-from disentkit.metrics.utils import as_numpy
+from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction, call_representation
 
 __all__ = ["GridCacheTooLarge", "GridCodes", "IndexedGrid", "check_deterministic_observations"]
 
@@ -171,13 +170,8 @@ class GridCodes:
         for start in range(0, n, self.encode_batch_size):
             index = np.arange(start, min(start + self.encode_batch_size, n))
             obs = self.data.sample_observations_from_factors(self.data.index_to_factors(index), rs)
-            codes = as_numpy(self.representation_function(obs))
+            codes = call_representation(self.representation_function, obs)
             self.num_calls += 1
-            if codes.ndim != 2 or codes.shape[0] != len(index):
-                raise ValueError(
-                    f"the representation function must return (n, D) codes for n={len(index)} "
-                    f"observations, got shape {codes.shape}"
-                )
             if out is None:
                 need = n * codes.shape[1] * codes.dtype.itemsize
                 if self.max_bytes is not None and need > self.max_bytes:

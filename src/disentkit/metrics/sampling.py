@@ -25,6 +25,7 @@ __all__ = [
     "BatchEncoder",
     "CodeCache",
     "RepresentationFunction",
+    "call_representation",
     "chunk_plan",
     "encode_observations",
     "representation_from_model",
@@ -35,6 +36,18 @@ RepresentationFunction = Callable[[np.ndarray], Any]
 
 #: default number of observations per representation-function call in the fast paths.
 DEFAULT_ENCODE_BATCH = 1024
+
+
+def call_representation(representation_function: RepresentationFunction, observations: np.ndarray
+                        ) -> np.ndarray:
+    """One representation call on ``observations``; its codes as numpy, checked to be (n, D)."""
+    codes = as_numpy(representation_function(observations))
+    if codes.ndim != 2 or codes.shape[0] != len(observations):
+        raise ValueError(
+            f"the representation function must return (n, D) codes for n={len(observations)} "
+            f"observations, got shape {codes.shape}"
+        )
+    return codes
 
 
 class BatchEncoder:
@@ -65,13 +78,8 @@ class BatchEncoder:
     def _encode(self, n: int) -> None:
         batch = np.concatenate(self._pending, axis=0) if len(self._pending) > 1 else self._pending[0]
         head, rest = batch[:n], batch[n:]
-        codes = as_numpy(self.representation_function(head))
+        codes = call_representation(self.representation_function, head)
         self.num_calls += 1
-        if codes.ndim != 2 or codes.shape[0] != len(head):
-            raise ValueError(
-                f"the representation function must return (n, D) codes for n={len(head)} "
-                f"observations, got shape {codes.shape}"
-            )
         self._codes.append(codes)
         self._pending = [rest] if len(rest) else []
         self._pending_n = len(rest)
