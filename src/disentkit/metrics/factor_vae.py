@@ -138,6 +138,19 @@ def accuracies_from_votes(train_votes: np.ndarray, eval_votes: np.ndarray) -> tu
     return float(train_accuracy), float(eval_accuracy)
 
 
+def _scores(train_votes: np.ndarray, eval_votes: np.ndarray, active_dims: np.ndarray,
+            fix_num_active_dims: bool) -> dict[str, Any]:
+    """The FactorVAE result from the two vote matrices (shared by the sampling and array paths)."""
+    train_accuracy, eval_accuracy = accuracies_from_votes(train_votes, eval_votes)
+    return {
+        "train_accuracy": train_accuracy,
+        "eval_accuracy": eval_accuracy,
+        "num_active_dims": int(active_dims.sum()) if fix_num_active_dims else len(active_dims),
+        "votes_train": train_votes,
+        "votes_eval": eval_votes,
+    }
+
+
 def factor_vae_from_codes(
     variance_codes: np.ndarray,
     train_codes: np.ndarray,
@@ -166,14 +179,7 @@ def factor_vae_from_codes(
                                    num_factors)
     eval_votes = votes_from_codes(eval_codes, eval_labels, global_variances, active_dims,
                                   num_factors)
-    train_accuracy, eval_accuracy = accuracies_from_votes(train_votes, eval_votes)
-    return {
-        "train_accuracy": train_accuracy,
-        "eval_accuracy": eval_accuracy,
-        "num_active_dims": int(active_dims.sum()) if fix_num_active_dims else len(active_dims),
-        "votes_train": train_votes,
-        "votes_eval": eval_votes,
-    }
+    return _scores(train_votes, eval_votes, active_dims, fix_num_active_dims)
 
 
 @METRICS.register("factor_vae")
@@ -225,11 +231,4 @@ def factor_vae(
         ground_truth_data, representation_function, batch_size, num_eval, random_state,
         global_variances, active_dims, encode_batch_size, transform,
     )
-    train_accuracy, eval_accuracy = accuracies_from_votes(train_votes, eval_votes)
-    return {
-        "train_accuracy": train_accuracy,
-        "eval_accuracy": eval_accuracy,
-        "num_active_dims": int(active_dims.sum()) if fix_num_active_dims else len(active_dims),
-        "votes_train": train_votes,
-        "votes_eval": eval_votes,
-    }
+    return _scores(train_votes, eval_votes, active_dims, fix_num_active_dims)
