@@ -35,14 +35,24 @@ def _images(model: Any, data: Any, indices: np.ndarray) -> torch.Tensor:
     return to_model_input(batch, data.value_max, getattr(model, "input_range", "01"))
 
 
-@torch.no_grad()
-def _posterior(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def require_posterior(model: Any) -> None:
+    """Raise TypeError unless ``model`` has a Gaussian posterior (``posterior(x) -> mean, logvar``)."""
     if not hasattr(model, "posterior"):
         raise TypeError(
             f"{type(model).__name__} has no Gaussian posterior (posterior(x) -> mean, logvar); "
-            "the CFASL analyses need a VAE-family model"
+            "the CFASL analyses and the latent sweep need a VAE-family model"
         )
-    return model.posterior(x)
+
+
+@torch.no_grad()
+def posterior_codes(model: Any, x: torch.Tensor, sampled: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean, logvar, z) of the model's Gaussian posterior on ``x``; z is a posterior sample
+    (torch's global generator, as CF's encoder) when ``sampled``, else the mean."""
+    require_posterior(model)
+    mean, logvar = model.posterior(x)
+    z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean) if sampled else mean
+    return mean, logvar, z
 
 
 def kl_between_posteriors(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor,
@@ -63,8 +73,7 @@ def largest_kld_change(model: Any, data: Any, random_state: np.random.RandomStat
     model.eval()
     indices = random_state.randint(len(data), size=2 * num_pairs)
     x = _images(model, data, indices)
-    mean, logvar = _posterior(model, x)
-    z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean) if sampled else mean
+    mean, logvar, z = posterior_codes(model, x, sampled)
     top_k = min(top_k, z.shape[1])
     x1, x2 = x[:num_pairs], x[num_pairs:]
     z1, z2 = z[:num_pairs], z[num_pairs:]
@@ -109,8 +118,7 @@ def latent_eigen(model: Any, data: Any, random_state: np.random.RandomState,
     codes = []
     for _ in range(num_batches):
         x = _images(model, data, random_state.randint(len(data), size=batch_size))
-        mean, logvar = _posterior(model, x)
-        codes.append(mean + torch.exp(0.5 * logvar) * torch.randn_like(mean) if sampled else mean)
+        codes.append(posterior_codes(model, x, sampled)[2])
     z = torch.cat(codes).double().cpu().numpy()
     covariance = np.cov(z, rowvar=False)
     values, vectors = sorted_eigen(covariance)
@@ -146,7 +154,7 @@ def latent_scatter3d(model: Any, data: Any, random_state: np.random.RandomState,
     means, kls = [], []
     for start in range(0, num_points, 256):
         x = _images(model, data, indices[start : start + 256])
-        mean, logvar = _posterior(model, x)
+        mean, logvar, _ = posterior_codes(model, x)
         means.append(mean)
         kls.append(0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar))
     mean = torch.cat(means).cpu().numpy()

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from disentkit.viz.cfasl_analysis import posterior_codes, require_posterior
 from disentkit.viz.images import data_batch, label_grid, make_grid, save_png, to_model_input, to_uint8
 from disentkit.viz.traversal import decode_codes
 
@@ -54,18 +55,13 @@ def latent_sweep(model: Any, data: Any, random_state: np.random.RandomState, num
     if num_values < 2 or limit <= 0:
         raise ValueError(f"the sweep needs num_values >= 2 and limit > 0, got num_values={num_values}, "
                          f"limit={limit}")
-    if not hasattr(model, "posterior"):
-        raise TypeError(
-            f"{type(model).__name__} has no Gaussian posterior (posterior(x) -> mean, logvar); "
-            "the latent sweep needs a VAE-family model"
-        )
+    require_posterior(model)
     model.eval()
     dim = int(model.latent_dim)
     indices = random_state.randint(len(data), size=dim)
     images = data_batch(data, indices)  # (D, C, H, W) in [0, 1]
     device = next(model.parameters()).device
-    mean, logvar = model.posterior(to_model_input(images, model).to(device))
-    z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean) if sampled else mean
+    _, _, z = posterior_codes(model, to_model_input(images, model).to(device), sampled)
     values = torch.linspace(-limit, limit, num_values)
     decoded = decode_codes(model, diagonal_sweep_codes(z.float().cpu(), values))  # (D, S, C, H, W)
     panels = torch.cat([images[:, None], decoded], dim=1)
