@@ -22,6 +22,11 @@ import numpy as np
 import torch
 
 
+def unit_float(images: np.ndarray, value_max: int = 255) -> np.ndarray:
+    """uint8 images -> float32 in [0, 1] (``value_max`` is the uint8 value meaning 1.0), the
+    disentanglement_lib observation convention."""
+    return images.astype(np.float32) * np.float32(1.0 / value_max)
+
 class GroundTruthData:
     """Base class for datasets whose images form a complete grid over discrete factors.
 
@@ -110,8 +115,7 @@ class GroundTruthData:
         self, factors: np.ndarray, random_state: np.random.RandomState
     ) -> np.ndarray:
         """float32 NHWC observations in [0, 1] for the given factor tuples."""
-        images = self.uint8_from_indices(self.factors_to_index(factors))
-        return images.astype(np.float32) * np.float32(1.0 / self.value_max)
+        return unit_float(self.uint8_from_indices(self.factors_to_index(factors)), self.value_max)
 
     #: the uint8 value that means 1.0 (255 for photos; 1 for dSprites, which stores {0, 1}).
     value_max: int = 255

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from disentkit.data._grid import RandomObservationGrid, resize_stack
+from disentkit.data.base import unit_float
 from disentkit.data.files import FILES, DataFileError, atomic_save_npy, load_npy, require
 from disentkit.data.root import resolve_data_root
 from disentkit.registry import DATASETS
@@ -142,7 +143,7 @@ class SmallNORB(RandomObservationGrid):
         self.factors_to_index(factors)  # validates shape and ranges
         instance = random_state.randint(self.grid_sizes[1], size=len(factors))
         images = self._images[self._grid_index(factors, instance)]
-        return images.astype(np.float32) * np.float32(1 / 255)
+        return unit_float(images)
 
     def uint8_from_indices(self, indices: np.ndarray) -> np.ndarray:
         factors = self.index_to_factors(indices)

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from disentkit.data.base import unit_float
 from disentkit.metrics.attributes import attribute_probe_ap, attribute_regression, tad_protocol
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, encode_observations
 
@@ -95,8 +96,7 @@ def default_attribute_metrics(attributes: np.ndarray) -> list[str]:
 
 
 def _observations(data: Any, indices: np.ndarray) -> np.ndarray:
-    images = data.uint8_from_indices(indices)
-    return images.astype(np.float32) * np.float32(1.0 / getattr(data, "value_max", 255))
+    return unit_float(data.uint8_from_indices(indices), getattr(data, "value_max", 255))
 
 
 def evaluate_attributes(
