@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from disentkit.config import ConfigError
+from disentkit.config import ConfigError, EvalConfig
 from disentkit.run_lock import EXIT_LOCKED, lock_state
 
 __all__ = [
@@ -256,13 +256,16 @@ def _missing_outputs(run_dir: Path, summary: dict[str, Any]) -> list[str]:
     except (OSError, yaml.YAMLError):
         return []
     evaluation = config.get("eval") or {}
+    defaults = EvalConfig()  # for keys a hand-written config.yaml leaves out
     checkpoint = run_dir / "checkpoints" / "last.pt"
     missing = []
-    wants_eval = bool(evaluation.get("at_end", True)) and bool(evaluation.get("metrics", ["default"]))
+    wants_eval = bool(evaluation.get("at_end", defaults.at_end)) \
+        and bool(evaluation.get("metrics", defaults.metrics))
     if wants_eval and "evaluation" not in summary \
             and not _newer_or_same(run_dir / "results.json", checkpoint):
         missing.append("results.json")
-    if evaluation.get("report_at_end", True) and not _newer_or_same(run_dir / "report.html", checkpoint):
+    report_at_end = evaluation.get("report_at_end", defaults.report_at_end)
+    if report_at_end and not _newer_or_same(run_dir / "report.html", checkpoint):
         missing.append("report.html")
     return missing
 
