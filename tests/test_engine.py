@@ -166,21 +166,37 @@ def test_cosine_schedule_reaches_floor(tmp_path: Path) -> None:
     assert records[0]["lr"] < 1e-3
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="gloo DDP test is for POSIX")
-def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path: Path) -> None:
+def _ddp_toy_args(tmp_path: Path) -> list[str]:
+    """The toy run of the multi-process tests (3 steps, logged every step)."""
     toy_base = [x for x in BASE if not x.startswith("model.")]
-    common = [*toy_base, "model.name=toy_ae", "train.steps=3", "log.every=1", f"out_dir={tmp_path}"]
-    single = [*common, "train.batch_size=16", "name=single"]
-    ddp = [*common, "train.batch_size=8", "train.devices=2", "train.strategy=ddp", "name=ddp"]
-    for args in (single, ddp):
-        result = subprocess.run(
-            [sys.executable, "-m", "disentkit", "train", *args],
-            capture_output=True, text=True, timeout=240,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-    a, b = _weights(tmp_path / "single"), _weights(tmp_path / "ddp")
+    return [*toy_base, "model.name=toy_ae", "train.steps=3", "log.every=1", f"out_dir={tmp_path}"]
+
+
+def _train_single_double_batch(tmp_path: Path) -> Path:
+    """One process with batch 16: what two processes of batch 8 must reproduce."""
+    result = subprocess.run(
+        [sys.executable, "-m", "disentkit", "train", *_ddp_toy_args(tmp_path), "train.batch_size=16",
+         "name=single"], capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp_path / "single"
+
+
+def _assert_same_weights(a_dir: Path, b_dir: Path) -> None:
+    a, b = _weights(a_dir), _weights(b_dir)
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6, rtol=1e-5), key
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo DDP test is for POSIX")
+def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path: Path) -> None:
+    _train_single_double_batch(tmp_path)
+    ddp = [*_ddp_toy_args(tmp_path), "train.batch_size=8", "train.devices=2", "train.strategy=ddp",
+           "name=ddp"]
+    result = subprocess.run([sys.executable, "-m", "disentkit", "train", *ddp],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_same_weights(tmp_path / "single", tmp_path / "ddp")
     first = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[0])
     first_single = json.loads((tmp_path / "single" / "metrics.jsonl").read_text().splitlines()[0])
     assert first["loss"] == pytest.approx(first_single["loss"], rel=1e-5)
@@ -286,12 +302,8 @@ def test_slurm_two_node_launch_matches_one_process(tmp_path: Path) -> None:
     must train exactly like one process with the doubled batch."""
     import os
 
-    toy_base = [x for x in BASE if not x.startswith("model.")]
-    common = [*toy_base, "model.name=toy_ae", "train.steps=3", "log.every=1", f"out_dir={tmp_path}"]
-    single = subprocess.run([sys.executable, "-m", "disentkit", "train", *common, "train.batch_size=16",
-                             "name=single"], capture_output=True, text=True, timeout=240)
-    assert single.returncode == 0, single.stderr[-3000:]
-
+    _train_single_double_batch(tmp_path)
+    common = _ddp_toy_args(tmp_path)
     port = _free_port()
     procs = []
     for rank in range(2):
@@ -310,8 +322,6 @@ def test_slurm_two_node_launch_matches_one_process(tmp_path: Path) -> None:
     for proc, (_out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-3000:]
     assert sum(out.count("run directory") for out, _ in outputs) == 1  # rank 0 only
-    a, b = _weights(tmp_path / "single"), _weights(tmp_path / "slurm")
-    for key in a:
-        assert torch.allclose(a[key], b[key], atol=1e-6, rtol=1e-5), key
+    _assert_same_weights(tmp_path / "single", tmp_path / "slurm")
     summary = json.loads((tmp_path / "slurm" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["step"] == 3
