@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from disentkit.viz.report import flatten_metrics
+from disentkit.viz.report import flatten_leaves, flatten_metrics
 
 __all__ = [
     "GroupStats",
@@ -38,19 +38,6 @@ __all__ = [
 
 #: config keys that never define a setting (they differ between seeds/runs of one setting)
 IGNORED_KEYS = ("seed", "name", "out_dir", "data_root", "imports", "eval.seed")
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Every leaf of a nested config (lists and strings too); scores use ``flatten_metrics``."""
-    out: dict[str, Any] = {}
-    if isinstance(data, dict):
-        for key, value in data.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, dict):
-                out.update(_flatten(value, name))
-            else:
-                out[name] = value
-    return out
 
 
 @dataclass
@@ -91,7 +78,7 @@ def collect_runs(paths: Iterable[str | Path]) -> tuple[list[RunRecord], list[tup
         if not scores:
             skipped.append((run_dir, "results.json has no scalar metrics"))
             continue
-        flat = {k: (tuple(v) if isinstance(v, list) else v) for k, v in _flatten(config).items()}
+        flat = {k: (tuple(v) if isinstance(v, list) else v) for k, v in flatten_leaves(config).items()}
         runs.append(RunRecord(run_dir, flat, scores))
     return runs, skipped
 

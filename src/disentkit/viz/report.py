@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ReportOptions", "flatten_metrics", "mi_from_results", "write_report"]
+__all__ = ["ReportOptions", "flatten_leaves", "flatten_metrics", "mi_from_results", "write_report"]
 
 _MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
@@ -57,18 +57,25 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def flatten_leaves(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of nested dicts under its dotted key (``{"model.beta": 4, ...}``); values that
+    are not dicts (lists and strings too) are leaves."""
+    out: dict[str, Any] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict):
+                out.update(flatten_leaves(value, name))
+            else:
+                out[name] = value
+    return out
+
+
 def flatten_metrics(metrics: Any, prefix: str = "") -> dict[str, float]:
     """Scalar leaves of a nested results dict as ``{"mig.discrete_mig": 0.31, ...}`` (lists and
     matrices such as MIG's MI matrix are left out)."""
-    out: dict[str, float] = {}
-    if isinstance(metrics, dict):
-        for key, value in metrics.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, dict):
-                out.update(flatten_metrics(value, name))
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                out[name] = float(value)
-    return out
+    return {name: float(value) for name, value in flatten_leaves(metrics, prefix).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
 def mi_from_results(results: Any) -> np.ndarray | None:
