@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -17,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate and inspect disentangled representation learning models.",
     )
     parser.add_argument("--version", action="version", version=f"disentkit {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also DISENTKIT_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     import disentkit.commands as commands
 
@@ -26,9 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from disentkit.config import ConfigError
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("DISENTKIT_DEBUG", "") not in ("", "0")
 
+
+def main(argv: list[str] | None = None) -> int:
+    from disentkit.errors import UserError, describe_os_error
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(argv)
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -36,8 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, FileNotFoundError) as err:
+    except UserError as err:
+        if debug:
+            raise
         print(f"disentkit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        message = describe_os_error(err)
+        if debug or message is None:
+            raise
+        print(f"disentkit {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -20,8 +20,10 @@ from typing import Any, Literal
 
 import yaml
 
+from disentkit.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config value or key that cannot be used; the message says which and what is allowed."""
 
 

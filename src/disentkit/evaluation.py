@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from disentkit.errors import UserError
 from disentkit.training.checkpoint import write_text_atomic
 
 
-class UnscorableDataError(ValueError):
+class UnscorableDataError(UserError, ValueError):
     """The run's dataset has neither ground-truth factors nor attribute labels, so no metric
     can score it (a property of the data, not a failure of the run)."""
 

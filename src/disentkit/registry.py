@@ -13,8 +13,10 @@ import pkgutil
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from disentkit.errors import UserError
 
-class UnknownEntryError(LookupError):
+
+class UnknownEntryError(UserError, LookupError):
     """A name that no module registered; the message lists the known names."""
 
 

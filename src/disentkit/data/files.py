@@ -27,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from disentkit.errors import UserError
 
-class MissingDataError(FileNotFoundError):
+
+class MissingDataError(UserError, FileNotFoundError):
     """A dataset file is not where disentkit looked; the message says how to get it."""
 
 
-class DataFileError(ValueError):
+class DataFileError(UserError, ValueError):
     """A dataset file exists but is truncated, corrupt, or has the wrong checksum/content."""
 
 
