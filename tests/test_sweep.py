@@ -309,3 +309,16 @@ def test_slurm_executor_without_submitit_says_how_to_install(tmp_path: Path, mon
     code = main(["sweep", "preset=betavae/smoke", "seed=0:2", "--out", str(tmp_path / "s"),
                  "--executor", "slurm"])
     assert code == 2 and "pip install 'disentkit[slurm]'" in capsys.readouterr().err
+
+
+def test_slurm_executor_without_srun_is_one_line_and_writes_nothing(tmp_path: Path, monkeypatch,
+                                                                    capsys) -> None:
+    from disentkit.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))  # neither srun nor sbatch to be found
+    out = tmp_path / "s"
+    code = main(["sweep", "preset=betavae/smoke", "seed=0:2", "--out", str(out), "--executor", "slurm"])
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert code == 2 and len(error_lines) == 1
+    assert "srun and sbatch" in error_lines[0] and "--executor local" in error_lines[0]
+    assert not (out / "submitted.json").exists()

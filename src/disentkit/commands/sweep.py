@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -65,16 +64,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"runs": len(outcome), "failed": failed, "running_elsewhere": elsewhere},
                          indent=2))
         return 1 if failed else 0
-    try:
-        jobs = submit_submitit(
-            plan, cluster="slurm" if args.executor == "slurm" else "local",
-            partition=args.partition, time_min=args.time,
-            gpus_per_node=args.gpus if args.gpus is not None else int(args.executor == "slurm"),
-            cpus_per_task=args.cpus, mem_gb=args.mem_gb, array_parallelism=args.array_parallelism,
-            account=args.account, wait=args.wait,
-        )
-    except ImportError as err:
-        print(f"disentkit sweep: error: {err}", file=sys.stderr)
-        return 2
+    jobs = submit_submitit(
+        plan, cluster="slurm" if args.executor == "slurm" else "local",
+        partition=args.partition, time_min=args.time,
+        gpus_per_node=args.gpus if args.gpus is not None else int(args.executor == "slurm"),
+        cpus_per_task=args.cpus, mem_gb=args.mem_gb, array_parallelism=args.array_parallelism,
+        account=args.account, wait=args.wait,
+    )
     print(f"submitted {len(jobs)} jobs" + (f": {jobs[0].job_id.split('_')[0]}" if jobs else ""))
     return 0

@@ -24,6 +24,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from typing import Any
 import yaml
 
 from disentkit.config import ConfigError, EvalConfig
+from disentkit.errors import UserError
 from disentkit.run_lock import EXIT_LOCKED, lock_state
 
 __all__ = [
@@ -405,6 +407,10 @@ def _submitit_job(argv: list[str], log_path: str) -> int:
     return code
 
 
+class SubmitError(UserError):
+    """A sweep cannot be submitted from this machine (submitit missing, no SLURM tools on PATH)."""
+
+
 def submit_submitit(
     plan: SweepPlan,
     cluster: str | None = "slurm",
@@ -429,10 +435,17 @@ def submit_submitit(
     try:
         import submitit
     except ImportError as err:
-        raise ImportError(
+        raise SubmitError(
             "submitting a sweep needs submitit, an optional dependency: "
             "pip install 'disentkit[slurm]' (or run it locally with --executor local)"
         ) from err
+    if cluster == "slurm":
+        missing = [tool for tool in ("srun", "sbatch") if shutil.which(tool) is None]
+        if missing:
+            raise SubmitError(
+                f"--executor slurm needs SLURM's {' and '.join(missing)} on PATH and found none; run the "
+                "sweep on a SLURM login node, or use --executor local (or submitit-local) here"
+            )
 
     plan.write_manifest()
     pending = []
