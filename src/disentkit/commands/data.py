@@ -1,6 +1,8 @@
 """``disentkit data``: list known datasets and their files, download them, verify checksums.
 
-All three honour ``--data-root`` (else ``DISENTKIT_DATA``, else the user cache folder).
+All three honour ``--data-root`` (else ``DISENTKIT_DATA``, else the user cache folder). Errors a
+user can fix (an unreachable host, a bad file, a manual download) reach the command line as
+:class:`~disentkit.errors.UserError`, printed as one line with exit status 2.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from disentkit.data.files import FILES, DataFileError, MissingDataError, download, status, verify
+from disentkit.data.files import FILES, FileSpec, archive_kind, checksum_state, download, status, verify
 from disentkit.data.root import resolve_data_root
 
 
@@ -26,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub.add_argument("--data-root", default=None, help="dataset folder (default: $DISENTKIT_DATA)")
         if name == "download":
             sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+            sub.add_argument("--retries", type=int, default=4, metavar="N",
+                             help="retries of a failed network transfer, with backoff (default 4)")
         sub.set_defaults(handler=_handlers()[name])
     parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
 
@@ -47,19 +51,31 @@ def _list(args: argparse.Namespace) -> int:
         present = all(ok for _, ok in rows)
         how = "download" if all(spec.url for spec, _ in rows) else "manual"
         print(f"  {key:<20} {'present' if present else 'missing':<8} {how:<8} {root / rows[0][0].final_path}")
+        for spec, ok in rows:
+            print(f"      {_size(spec):>14}  {_checked(spec):<22} {'present' if ok else 'missing':<8}"
+                  f" {spec.path}")
     return 0
+
+
+def _size(spec: FileSpec) -> str:
+    return f"{spec.size:,} B" if spec.size is not None else "size unknown"
+
+
+def _checked(spec: FileSpec) -> str:
+    """The checksum state, plus the archive-ending check where no checksum is known."""
+    state = checksum_state(spec)
+    kind = archive_kind(spec)
+    return f"{state} + {kind} end" if kind and state in ("size only", "unverified") and spec.url else state
 
 
 def _download(args: argparse.Namespace) -> int:
     root = resolve_data_root(args.data_root)
+    show = not args.no_progress and sys.stderr.isatty()
     try:
-        paths = download(args.name, root, progress=not args.no_progress and sys.stderr.isatty())
+        paths = download(args.name, root, progress=show, retries=max(args.retries, 0))
     except KeyError as err:
-        print(f"disentkit data download: {err.args[0]}", file=sys.stderr)
+        print(f"disentkit data download: error: {err.args[0]}", file=sys.stderr)
         return 2
-    except (MissingDataError, DataFileError) as err:
-        print(f"disentkit data download: {err}", file=sys.stderr)
-        return 1
     for path in paths:
         print(path)
     return 0

@@ -2,24 +2,34 @@
 
 Every file a dataset reads is described by a :class:`FileSpec` (URL, size, checksums, licence,
 where it lives under the data root, how to unpack it, or how to get it by hand when there is no
-stable URL). URLs, sizes and checksums come from specs/datasets.md §2.
+stable URL). Each size and checksum carries a comment naming where it was published.
 
 Downloads show a rich progress bar, resume partial ``.part`` files with HTTP ``Range`` requests,
-retry with exponential backoff, verify size and checksums, and only then rename the file into
-place. Caches built from dataset files are written to a temporary file and renamed
-(:func:`atomic_save_npy`), so an interrupted build never leaves a half-written cache behind.
+retry with exponential backoff, and accept a file only once it passes every check known for it:
+its size, its checksum and, where no checksum is known, the archive's own ending (zip central
+directory, gzip trailer, tar end-of-archive block). A download that fails its checks is deleted;
+an archive that was already on disk and fails them is moved aside to ``NAME.corrupt``, so the
+next download fetches a fresh copy. Caches built from dataset files are written to a temporary
+file and renamed (:func:`atomic_save_npy`), so an interrupted build never leaves a half-written
+cache behind.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
+import http.client
+import math
 import os
+import re
 import shutil
 import tarfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +46,10 @@ class MissingDataError(UserError, FileNotFoundError):
 
 class DataFileError(UserError, ValueError):
     """A dataset file exists but is truncated, corrupt, or has the wrong checksum/content."""
+
+
+class DownloadError(UserError):
+    """A dataset file could not be downloaded (host unreachable, HTTP error, transfer cut)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ _NMA = (
 )
 _MPI3D = "https://huggingface.co/datasets/waleedgondal/mpi3d/resolve/main/"
 _NORB = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
+# sizes and sha256 of the .mat.gz files: tensorflow/datasets, datasets/smallnorb/checksums.tsv
 _NORB_GZ = {
     ("training", "dat"): (131896188, "5ffd6272a07d32695ee1082a26a41a93a37aab8c28da047f8c34ed348d214873"),
     ("training", "cat"): (348, "2784e542c1922060691090952b6cd6278879a216c90f81476f0f00256d42cdaa"),
@@ -108,6 +123,8 @@ FILES: dict[str, tuple[FileSpec, ...]] = {
         FileSpec(
             path="dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
             url=_DSPRITES + "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
+            # md5 and sha1 as recorded by public third-party loaders (several agree on the md5);
+            # the exact size is not published (about 26 MB)
             checksums={
                 "md5": "7da33b31b13a06f4b04a70402ce90c2e",
                 "sha1": "3e0a46a9238e425f46a6ef9e9bdfd7cedb35d50f",
@@ -119,6 +136,7 @@ FILES: dict[str, tuple[FileSpec, ...]] = {
         FileSpec(
             path="dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5",
             url=_DSPRITES + "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5",
+            # size and sha256: tensorflow/datasets dsprites checksums.tsv; md5: nmichlo/disent
             size=28024106,
             checksums={
                 "sha256": "729fa22e884c9c500e1f17415d580746b4c5894fbbb780a1319bbcfa39a745bb",
@@ -131,6 +149,7 @@ FILES: dict[str, tuple[FileSpec, ...]] = {
         FileSpec(
             path="dsprites/dsprites_downsampled.npz",
             url=_NMA + "dsprites_downsampled.npz",
+            # measured on the file of the pinned commit above
             size=1341726,
             checksums={
                 "sha256": "8a632f70c0dbd279dd771854981a3de945b2448eddbd9b2af59fb83e8728f871"
@@ -152,6 +171,8 @@ FILES: dict[str, tuple[FileSpec, ...]] = {
         FileSpec(
             path="3dshapes/3dshapes.h5",
             url="https://storage.googleapis.com/3d-shapes/3dshapes.h5",
+            # size and sha256: tensorflow/datasets shapes3d checksums.tsv (the same sha256 is in
+            # Git-LFS pointers of public copies); md5: nmichlo/disent
             size=267573662,
             checksums={
                 "sha256": "0a0f6ed98baff276a50f3a081a7434d788da63cb135a98189b2a5b5769be1785",
@@ -164,6 +185,8 @@ FILES: dict[str, tuple[FileSpec, ...]] = {
         FileSpec(
             path="mpi3d/mpi3d_toy.npz",
             url=_MPI3D + "mpi3d_toy.npz",
+            # md5 of the file first published on Google Cloud Storage, as recorded by
+            # nmichlo/disent; the size (about 12.7 GB) is not published
             checksums={"md5": "55889cb7c7dfc655d6e0277beee88868"},
             licence="CC BY 4.0 (rr-learning/disentanglement_dataset)",
         ),
@@ -172,12 +195,15 @@ FILES: dict[str, tuple[FileSpec, ...]] = {
         FileSpec(
             path="mpi3d/mpi3d_realistic.npz",
             url=_MPI3D + "mpi3d_realistic.npz",
+            # md5: as for mpi3d_toy (nmichlo/disent)
             checksums={"md5": "59a6225b88b635365f70c91b3e52f70f"},
             licence="CC BY 4.0 (rr-learning/disentanglement_dataset)",
         ),
     ),
     "mpi3d_real": (
-        # re-uploaded in 2025 ("corrected corrupted"), so the older md5 no longer applies
+        # re-uploaded in 2025 ("Corrected corrupted mpi3d_real.npz", rr-learning/
+        # disentanglement_dataset history), so the older md5 no longer applies and no size or
+        # checksum of the new file is published: only the zip (npz) ending is checked
         FileSpec(
             path="mpi3d/mpi3d_real.npz",
             url=_MPI3D + "mpi3d_real.npz",
@@ -198,7 +224,9 @@ FILES: dict[str, tuple[FileSpec, ...]] = {
     "cars3d": (
         FileSpec(
             path="cars3d/nips2015-analogy-data.tar.gz",
+            # the host is not known to serve https; the md5 guards the content
             url="http://www.scottreed.info/files/nips2015-analogy-data.tar.gz",
+            # md5 as recorded by nmichlo/disent (cars3d data file) and other public loaders
             checksums={"md5": "4e866a7919c1beedf53964e6f7a23686"},
             licence="research use (Reed et al. 2015, Fidler et al. 2012 CAD models)",
             extract="tar",
@@ -228,6 +256,7 @@ FILES: dict[str, tuple[FileSpec, ...]] = {
         FileSpec(
             path="chairs3d/rendered_chairs.tar",
             url="https://www.di.ens.fr/willow/research/seeing3Dchairs/data/rendered_chairs.tar",
+            # no size or checksum is published: only the tar end-of-archive blocks are checked
             licence="research use (Aubry et al. 2014)",
             extract="tar",
             extracted="chairs3d/rendered_chairs",
@@ -236,14 +265,19 @@ FILES: dict[str, tuple[FileSpec, ...]] = {
     "lfw": (
         FileSpec(
             path="lfw/lfw-deepfunneled.tgz",
-            url="http://vis-www.cs.umass.edu/lfw/lfw-deepfunneled.tgz",
+            url="https://vis-www.cs.umass.edu/lfw/lfw-deepfunneled.tgz",
+            # md5 published on the LFW page ("111MB, md5sum ...") and in torchvision's
+            # datasets/lfw.py; the exact size is not published
+            checksums={"md5": "68331da3eb755a505a502b5aacb3c201"},
             licence="research use (LFW, UMass Amherst)",
             extract="tar",
             extracted="lfw/lfw-deepfunneled",
         ),
         FileSpec(
             path="lfw/lfw_attributes.txt",
-            url="http://www.cs.columbia.edu/CAVE/databases/pubfig/download/lfw_attributes.txt",
+            url="https://www.cs.columbia.edu/CAVE/databases/pubfig/download/lfw_attributes.txt",
+            # md5 as recorded by andersbll/datasetfetch (datasetfetch/lfw.py); size not published
+            checksums={"md5": "a68c039ac854fd966fe4bdc36674b98f"},
             licence="research use (Kumar et al., Columbia PubFig)",
         ),
     ),
@@ -301,7 +335,31 @@ def status(name: str, data_root: Path) -> list[tuple[FileSpec, bool]]:
     return [(spec, (Path(data_root) / spec.final_path).exists()) for spec in FILES.get(name, ())]
 
 
-# ---- checksums --------------------------------------------------------------------------------
+# ---- checksums and complete files -------------------------------------------------------------
+#: strongest first; ``data list`` names the strongest one a file has
+_ALGORITHMS = ("sha256", "sha1", "md5")
+
+
+def checksum_state(spec: FileSpec) -> str:
+    """How a copy of ``spec`` is verified: its strongest checksum, "size only" or "unverified"."""
+    strongest = next((a for a in _ALGORITHMS if a in spec.checksums), None)
+    if strongest:
+        return strongest
+    return "size only" if spec.size is not None else "unverified"
+
+
+def archive_kind(spec: FileSpec) -> str | None:
+    """The format ("zip", "gzip", "tar") whose ending can be checked for ``spec``'s file, if any."""
+    name = spec.path.lower()
+    if name.endswith((".npz", ".zip")):
+        return "zip"
+    if name.endswith((".gz", ".tgz")):
+        return "gzip"
+    if name.endswith(".tar"):
+        return "tar"
+    return None
+
+
 def file_digests(path: Path, algorithms: tuple[str, ...], chunk: int = 1 << 20) -> dict[str, str]:
     hashers = {name: hashlib.new(name) for name in algorithms}
     with open(path, "rb") as f:
@@ -311,22 +369,91 @@ def file_digests(path: Path, algorithms: tuple[str, ...], chunk: int = 1 << 20) 
     return {name: h.hexdigest() for name, h in hashers.items()}
 
 
-def check_file(spec: FileSpec, path: Path) -> None:
-    """Raise :class:`DataFileError` when ``path`` has the wrong size or checksum for ``spec``."""
+def _short(value: object, limit: int = 160) -> str:
+    """``value`` as one bounded line (error texts can be long or span lines)."""
+    text = " ".join(str(value).split()) or type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _zip_complete(path: Path) -> None:
+    # the central directory is written last, so a cut file has none (or members past its end)
+    size = path.stat().st_size
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.header_offset + info.compress_size > size:
+                raise zipfile.BadZipFile(f"member {info.filename!r} runs past the end of the file")
+
+
+def _gzip_complete(path: Path) -> None:
+    # decompressing to the end checks the trailer (CRC-32 and length of every member)
+    with gzip.open(path, "rb") as stream:
+        while stream.read(1 << 20):
+            pass
+
+
+def _tar_complete(path: Path) -> None:
+    # reading every header fails on a cut inside a member; a cut between members is only seen
+    # in the missing end-of-archive (zero) blocks after the last member
+    with tarfile.open(path, "r:") as archive:
+        for _ in archive:
+            pass
+        end = archive.offset
+    with open(path, "rb") as f:
+        f.seek(end)
+        marker = f.read(tarfile.BLOCKSIZE)
+    if len(marker) < tarfile.BLOCKSIZE or marker.count(0) != len(marker):
+        raise tarfile.ReadError(f"no end-of-archive block after the last member (byte {end})")
+
+
+_COMPLETE = {"zip": _zip_complete, "gzip": _gzip_complete, "tar": _tar_complete}
+_CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def incomplete(spec: FileSpec, path: Path) -> str | None:
+    """What shows that the archive at ``path`` is cut short or corrupt, or None if it is whole."""
+    kind = archive_kind(spec)
+    if kind is None:
+        return None
+    try:
+        _COMPLETE[kind](path)
+    except _CORRUPT as err:
+        return f"{path}: not a complete {kind} file ({_short(err)})"
+    return None
+
+
+def file_problem(spec: FileSpec, path: Path) -> str | None:
+    """What is wrong with ``path`` as a copy of ``spec`` (size, checksum, incomplete), or None.
+
+    The archive's ending is checked only where no checksum is known (a checksum covers it).
+    """
     size = path.stat().st_size
     if spec.size is not None and size != spec.size:
-        raise DataFileError(
-            f"{path}: expected {spec.size} bytes, found {size} (truncated or a different file); "
-            "delete it and download again"
-        )
-    if spec.checksums:
-        found = file_digests(path, tuple(spec.checksums))
-        for algorithm, expected in spec.checksums.items():
-            if found[algorithm] != expected.lower():
-                raise DataFileError(
-                    f"{path}: {algorithm} checksum mismatch: expected {expected}, found "
-                    f"{found[algorithm]}; delete it and download again"
-                )
+        return f"{path}: expected {spec.size} bytes, found {size} (truncated or a different file)"
+    if not spec.checksums:
+        return incomplete(spec, path)
+    found = file_digests(path, tuple(spec.checksums))
+    for algorithm, expected in spec.checksums.items():
+        if found[algorithm] != expected.lower():
+            return (
+                f"{path}: {algorithm} checksum mismatch: expected {expected}, found "
+                f"{found[algorithm]}"
+            )
+    return None
+
+
+def check_file(spec: FileSpec, path: Path) -> None:
+    """Raise :class:`DataFileError` when ``path`` is not a good copy of ``spec``."""
+    problem = file_problem(spec, path)
+    if problem:
+        raise DataFileError(f"{problem}; delete it and download again")
+
+
+def _verdict(spec: FileSpec) -> str:
+    state = checksum_state(spec)
+    if state != "unverified":
+        return f"ok ({state})"
+    kind = archive_kind(spec)
+    return f"unverified ({kind} complete)" if kind else "present (unverified)"
 
 
 def verify(name: str, data_root: Path) -> list[tuple[str, str]]:
@@ -341,12 +468,9 @@ def verify(name: str, data_root: Path) -> list[tuple[str, str]]:
         if path.is_dir():
             rows.append((str(path), "present (folder)"))
             continue
-        try:
-            check_file(spec, path)
-        except DataFileError as err:
-            rows.append((str(path), f"BAD: {err}"))
-            continue
-        rows.append((str(path), "ok" if spec.checksums or spec.size else "present (no checksum)"))
+        problem = file_problem(spec, path)
+        verdict = f"BAD: {problem}; delete it and download again" if problem else _verdict(spec)
+        rows.append((str(path), verdict))
     return rows
 
 
@@ -372,8 +496,59 @@ def _progress(total: int | None, description: str, enabled: bool):
     return progress
 
 
-def _fetch(url: str, part: Path, timeout: float, show: bool, label: str) -> None:
-    """Append the rest of ``url`` to ``part`` (HTTP Range when ``part`` is non-empty)."""
+def _int_header(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _range_total(content_range: str | None) -> int | None:
+    """The full length in ``Content-Range: bytes a-b/N`` (or ``bytes */N``), if given."""
+    match = re.search(r"/(\d+)\s*$", content_range or "")
+    return int(match.group(1)) if match else None
+
+
+def _foreign(url: str, offered: int | None, size: int | None) -> None:
+    # the server names the file's full length; a different one is a different file
+    if size is not None and offered is not None and offered != size:
+        raise DataFileError(f"{url} offers {offered} bytes, expected {size} (a different file)")
+
+
+def _resume_start(response, have: int, part: Path) -> int:
+    """Where the body of ``response`` starts: ``have`` for a matching 206, else 0."""
+    if not have or response.status != 206:
+        return 0  # no Range asked, or the server ignored it: start over
+    match = re.match(r"\s*bytes\s+(\d+)-", response.headers.get("Content-Range") or "")
+    if not match or int(match.group(1)) != have:
+        part.unlink()
+        raise ConnectionError(f"the server resumed at a different byte than {have}; starting over")
+    return have
+
+
+def _blocks(response) -> Iterator[bytes]:
+    """The body of ``response`` block by block. A chunked body cut before its last chunk raises
+    http.client.IncompleteRead, after yielding the bytes that did arrive (the next attempt
+    resumes after them)."""
+    while True:
+        try:
+            block = response.read(1 << 16)
+        except http.client.IncompleteRead as err:
+            if err.partial:
+                yield err.partial
+            raise
+        if not block:
+            return
+        yield block
+
+
+def _fetch(url: str, part: Path, timeout: float, show: bool, label: str, size: int | None) -> None:
+    """Append the rest of ``url`` to ``part`` (HTTP Range when ``part`` is non-empty).
+
+    When the server cannot resume (HTTP 416: the ``.part`` is not shorter than the remote file)
+    the ``.part`` is kept if it has exactly the remote length and otherwise discarded and the
+    file fetched again from the start, once.
+    """
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "disentkit"})
     if have:
@@ -381,24 +556,93 @@ def _fetch(url: str, part: Path, timeout: float, show: bool, label: str) -> None
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as err:
-        if err.code == 416 and have:  # range not satisfiable: the part file is already complete
-            return
-        raise
+        if err.code != 416 or not have:
+            raise
+        remote = _range_total(err.headers.get("Content-Range"))
+        err.close()
+        _foreign(url, remote, size)
+        if remote == have:
+            return  # the .part already holds the whole file; the checks that follow judge it
+        part.unlink()  # a stale .part, longer than (or unlike) the remote file
+        return _fetch(url, part, timeout, show, label, size)
     with response:
-        if have and response.status != 206:
-            have = 0  # server ignored the Range header: start over
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
-        mode = "ab" if have else "wb"
-        with open(part, mode) as out, _progress(total, label, show) as progress:
-            task = progress.add_task(label, total=total, completed=have)
+        start = _resume_start(response, have, part)
+        length = _int_header(response.headers.get("Content-Length"))
+        total = start + length if length is not None else None
+        _foreign(url, _range_total(response.headers.get("Content-Range")) or total, size)
+        with open(part, "ab" if start else "wb") as out, _progress(total, label, show) as progress:
+            task = progress.add_task(label, total=total, completed=start)
             received = 0
-            while block := response.read(1 << 16):
+            for block in _blocks(response):
                 out.write(block)
                 received += len(block)
                 progress.update(task, advance=len(block))
-        if length is not None and received < int(length):
-            raise ConnectionError(f"connection closed after {received} of {length} bytes")
+        if length is not None and received < length:
+            raise ConnectionError(f"the connection closed after {received} of {length} bytes")
+    if size is not None and part.stat().st_size < size:
+        # no Content-Length and the connection closed early: resume like any other cut
+        raise ConnectionError(f"the transfer ended after {part.stat().st_size} of {size} bytes")
+
+
+#: errors of the local disk that another attempt does not fix (the CLI reports them as they are)
+_LOCAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, urllib.error.HTTPError):
+        return f"HTTP {err.code} {_short(err.reason)}"
+    if isinstance(err, urllib.error.URLError):
+        return _short(err.reason)
+    return _short(err)
+
+
+def _transfer(name: str, spec: FileSpec, target: Path, part: Path, options: dict) -> None:
+    """Fetch ``spec.url`` into ``part``, retrying network failures with exponential backoff."""
+    retries, sleep = options["retries"], options["sleep"] or time.sleep
+    failure: BaseException | None = None
+    for attempt in range(retries + 1):
+        try:
+            _fetch(spec.url, part, options["timeout"], options["progress"], f"{name}: {target.name}",
+                   spec.size)
+            return
+        except DataFileError as err:
+            part.unlink(missing_ok=True)
+            raise DataFileError(
+                f"{name}: {err}; nothing was kept; if the dataset's page lists a new file, "
+                f"download it by hand to {target}"
+            ) from err
+        except urllib.error.HTTPError as err:
+            if 400 <= err.code < 500:
+                raise DownloadError(
+                    f"{name}: {spec.url} answered HTTP {err.code} ({_short(err.reason)}); the file "
+                    f"may have moved: download it by hand to {target}"
+                ) from err
+            failure = err
+        except (OSError, http.client.HTTPException) as err:
+            if isinstance(err, OSError) and err.errno in _LOCAL_ERRNOS:
+                raise
+            failure = err
+        if attempt < retries:
+            sleep(options["backoff"] * 2**attempt)
+    kept = part.exists() and part.stat().st_size > 0
+    resume = f"the partial file {part} is kept and the next download resumes it; " if kept else ""
+    attempts = f"{retries + 1} attempt{'s' if retries else ''}"
+    raise DownloadError(
+        f"{name}: download of {spec.url} failed after {attempts} ({_reason(failure)}); "
+        f"{resume}check the network and run `disentkit data download {name}` again, or download "
+        f"the file by hand to {target}"
+    ) from failure
+
+
+def _discard(path: Path, downloaded: bool) -> str:
+    """Remove a bad file so the next download fetches it again; says what was done."""
+    if downloaded:
+        path.unlink(missing_ok=True)
+        return f"deleted {path.name}"
+    # it was there before this download (maybe copied by hand): keep it, out of the way
+    moved = path.with_name(path.name + ".corrupt")
+    os.replace(path, moved)
+    return f"moved it to {moved}"
 
 
 def download_file(
@@ -410,61 +654,76 @@ def download_file(
     backoff: float = 1.0,
     timeout: float = 60.0,
     progress: bool = True,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> Path:
-    """Download one file into ``data_root`` (resume, retry, verify, rename; then unpack)."""
+    """Download one file into ``data_root`` (resume, retry, verify, rename; then unpack).
+
+    A download that fails its size, checksum or completeness check is deleted. An archive that
+    fails its checks or does not unpack is deleted when this call downloaded it, and moved aside
+    to ``NAME.corrupt`` when it was already there; either way the next call downloads it again.
+    Network failures raise :class:`DownloadError`; bad files :class:`DataFileError`.
+    """
     data_root = Path(data_root)
     final = data_root / spec.final_path
     if final.exists():
         return final
     target = data_root / spec.path
-    if not target.exists():
+    downloaded = not target.exists()
+    if downloaded:
         if not spec.url:
             raise MissingDataError(f"{name}: {target} is missing; {how_to_get(name, spec, data_root)}")
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
-        for attempt in range(retries + 1):
-            try:
-                _fetch(spec.url, part, timeout, progress, f"{name}: {target.name}")
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as err:
-                if isinstance(err, urllib.error.HTTPError) and 400 <= err.code < 500:
-                    raise DataFileError(f"{name}: {spec.url} answered HTTP {err.code}") from err
-                if attempt == retries:
-                    raise DataFileError(
-                        f"{name}: download of {spec.url} failed after {retries + 1} attempts "
-                        f"({err}); the partial file {part} is kept and the next download resumes it"
-                    ) from err
-                sleep(backoff * 2**attempt)
-        try:
-            check_file(spec, part)
-        except DataFileError:
+        options = dict(retries=retries, backoff=backoff, timeout=timeout, progress=progress, sleep=sleep)
+        _transfer(name, spec, target, part, options)
+        problem = file_problem(spec, part)
+        if problem:
             part.unlink()
-            raise
+            raise DataFileError(
+                f"{name}: {problem}; deleted the download; run `disentkit data download {name}` "
+                f"again (if it fails the same way, {spec.url} is not the file disentkit knows)"
+            )
         os.replace(part, target)
+    elif not target.is_dir() and (problem := file_problem(spec, target)):
+        raise DataFileError(
+            f"{name}: {problem}; {_discard(target, False)}; run `disentkit data download {name}` "
+            "again to fetch a fresh copy"
+        )
     if spec.extract:
-        extract(spec, target, data_root)
+        try:
+            extract(spec, target, data_root)
+        except DataFileError as err:
+            raise DataFileError(
+                f"{name}: {err}; {_discard(target, downloaded)}; run `disentkit data download "
+                f"{name}` again to fetch a fresh copy"
+            ) from err
     return final
 
 
 def extract(spec: FileSpec, archive: Path, data_root: Path) -> None:
-    """Unpack ``archive`` next to itself (gunzip to a file, or a tar into its folder), atomically."""
+    """Unpack ``archive`` next to itself (gunzip to a file, or a tar into its folder), atomically.
+
+    A corrupt or cut archive raises :class:`DataFileError`; errors writing the unpacked files
+    (a full disk) are raised as they are.
+    """
     final = data_root / spec.final_path
     if spec.extract == "gunzip":
         with temporary_path(final) as tmp, gzip.open(archive, "rb") as src, open(tmp, "wb") as dst:
             try:
                 shutil.copyfileobj(src, dst, 1 << 20)
-            except (OSError, EOFError) as err:
-                raise DataFileError(f"{archive}: not a complete gzip file ({err})") from err
+            except _CORRUPT as err:
+                raise DataFileError(f"{archive}: not a complete gzip file ({_short(err)})") from err
     elif spec.extract == "tar":
         staging = archive.parent / (archive.name + ".extracting")
         shutil.rmtree(staging, ignore_errors=True)
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(staging, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as err:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise DataFileError(f"{archive}: cannot unpack the tar archive ({err})") from err
+        except BaseException as err:
+            shutil.rmtree(staging, ignore_errors=True)  # never leave half an archive behind
+            if isinstance(err, _CORRUPT):
+                raise DataFileError(f"{archive}: cannot unpack the tar archive ({_short(err)})") from err
+            raise
         for entry in staging.iterdir():
             destination = archive.parent / entry.name
             if not destination.exists():
