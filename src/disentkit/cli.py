@@ -29,6 +29,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _word_list_dest(parser: argparse.ArgumentParser, command: str | None) -> str | None:
+    """The ``dest`` of COMMAND's trailing ``nargs='*'``/``'+'`` positional (its key=value words),
+    or None when the command takes no such list."""
+    for action in parser._actions:  # argparse keeps no public list of a parser's actions
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            positionals = [a for a in action.choices[command]._actions if not a.option_strings]
+            if positionals and positionals[-1].nargs in ("*", "+"):
+                return positionals[-1].dest
+    return None
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv`` taking a command's key=value words wherever they stand.
+
+    argparse gives a ``nargs='*'`` positional only the first run of words, so in
+    ``train preset=X --data-root D name=y`` the word ``name=y`` would be "unrecognized"; such
+    words (any extra not starting with ``-``) join the command's word list in order. Unknown
+    options are still errors.
+    """
+    args, extras = parser.parse_known_args(argv)
+    dest = _word_list_dest(parser, getattr(args, "command", None))
+    if dest is not None:
+        words = [w for w in extras if not w.startswith("-")]
+        setattr(args, dest, [*(getattr(args, dest) or []), *words])
+        extras = [w for w in extras if w.startswith("-")]
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("DISENTKIT_DEBUG", "") not in ("", "0")
 
@@ -40,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = _debug_requested(argv)
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
