@@ -55,6 +55,9 @@ def evaluate_run(
     device: str = "cpu",
     quiet: bool = False,
     representation: str = "mean",
+    protocol: str = "dlib",
+    groups: dict[str, int | None] | None = None,
+    attribute_split: dict[str, int | None] | None = None,
 ) -> dict[str, Any]:
     """Score a run's representation on its dataset; returns and saves the results.
 
@@ -66,12 +69,20 @@ def evaluate_run(
 
     A ground-truth dataset (``factor_sizes``) runs :func:`disentkit.metrics.evaluate`; a dataset
     with attribute labels only (CelebA, LFW) runs :func:`disentkit.metrics.evaluate_attributes`
-    (TAD and linear probes; its defaults when ``metrics`` is not given). ``results.json`` holds
+    (TAD and linear probes; its defaults when ``metrics`` is not given).
+
+    ``protocol`` (ground-truth data): ``"dlib"``, or ``"fdae"`` / ``"disdiff"`` with ``groups`` =
+    ``{"num_groups" | "group_size", "group_dims", "disdiff_fit_points"}`` (consecutive code
+    groups, :func:`disentkit.metrics.suite.protocol_arguments`); under FDAE the run's default
+    metrics without an FDAE form (BetaVAE) are left out. ``attribute_split`` (attribute data):
+    ``{"num_train", "num_test", "num_points"}`` over the preset's split sizes. ``results.json`` holds
     the run, dataset, representation, every metric's result, the parameters and protocol
     (``config``), library versions and timings.
     """
     from disentkit.api import load_run
+    from disentkit.config import ConfigError
     from disentkit.metrics import evaluate, evaluate_attributes, representation_from_model
+    from disentkit.metrics.suite import FDAE_METRICS, protocol_arguments
 
     if representation not in ("mean", "sampled"):
         raise ValueError(f"representation must be 'mean' or 'sampled', got {representation!r}")
@@ -83,12 +94,25 @@ def evaluate_run(
     rep = representation_from_model(run.model, device=device, sampled=representation == "sampled",
                                     sample_seed=seed)
     if hasattr(data, "factor_sizes"):
+        if any(v is not None for v in (attribute_split or {}).values()):
+            raise ConfigError(
+                "the attribute split sizes (--attr-train/--attr-test/--attr-points) apply to "
+                f"attribute-labelled data such as celeba or lfw; '{run.config.data.name}' has "
+                "ground-truth factors, whose metrics take their sizes from --preset")
+        if protocol == "fdae" and not metrics:  # the run's list may hold metrics FDAE has no form of
+            metrics = [m for m in cfg.metrics if m in FDAE_METRICS]
         metrics = list(metrics) if metrics else list(cfg.metrics)
         code_cache = "off" if representation == "sampled" else "auto"
-        results = evaluate(data, rep, metrics=metrics, seed=seed, preset=preset, code_cache=code_cache)
+        grouped = protocol_arguments(protocol, data, representation_from_model(run.model, device=device),
+                                     **(groups or {}))
+        results = evaluate(data, rep, metrics=metrics, seed=seed, preset=preset, code_cache=code_cache,
+                           **grouped)
     elif getattr(data, "attributes", None) is not None:
+        if protocol != "dlib":
+            raise ConfigError(f"protocol {protocol!r} scores code groups on ground-truth factors; "
+                              f"'{run.config.data.name}' has attribute labels only, so drop --protocol")
         results = evaluate_attributes(data, rep, metrics=list(metrics) if metrics else None, seed=seed,
-                                      preset=preset)
+                                      preset=preset, **(attribute_split or {}))
     else:
         raise UnscorableDataError(
             f"dataset '{run.config.data.name}' has neither ground-truth factors nor attribute labels; "

@@ -1,4 +1,5 @@
-"""``disentkit eval RUN_DIR [--metrics ...] [--preset study|fast] [--seed N] [--representation mean|sampled]``
+"""``disentkit eval RUN_DIR [--metrics ...] [--preset study|fast] [--seed N] [--representation mean|sampled]
+[--protocol dlib|fdae|disdiff --groups K | --group-size S] [--attr-train N --attr-test N --attr-points N]``
 
 Writes ``results.json`` (scores, parameters, protocol, library versions) into the run and prints
 a table (:func:`disentkit.evaluation.evaluate_run`)."""
@@ -19,7 +20,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--representation", choices=["mean", "sampled"], default="mean",
                         help="posterior mean (default, dlib's headline) or one posterior sample")
     parser.add_argument("--device", default="cpu")
+    _add_protocol_options(parser)
+    _add_attribute_options(parser)
     parser.set_defaults(handler=run)
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
+    return number
+
+
+def _add_protocol_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "grouped protocols", "FDAE and DisDiff score groups of consecutive code dimensions (one "
+        "vector per concept), each reduced by PCA; ground-truth data only")
+    group.add_argument("--protocol", choices=["dlib", "fdae", "disdiff"], default="dlib",
+                       help="dlib (default: codes as they are), fdae (per-group PCA to --group-dims, "
+                            "k-means MIG) or disdiff (per-group PCA to 1 dimension)")
+    layout = group.add_mutually_exclusive_group()
+    layout.add_argument("--groups", type=_positive, metavar="K",
+                        help="split the code into K equal consecutive groups")
+    layout.add_argument("--group-size", type=_positive, metavar="S",
+                        help="split the code into consecutive groups of S dimensions")
+    group.add_argument("--group-dims", type=_positive, metavar="N",
+                       help="fdae: PCA components per group (default 36 // number of groups)")
+    group.add_argument("--disdiff-fit-points", type=_positive, metavar="N",
+                       help="disdiff: fit the PCA on N images drawn with the seed (default: every "
+                            "image, in index order)")
+
+
+def _add_attribute_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "attribute data (celeba, lfw)", "split sizes over the preset's (fast: 2000 training, 1000 "
+        "held-out images and 2000 TAD codes; study: the official partitions and 10000 codes)")
+    group.add_argument("--attr-train", type=_positive, metavar="N",
+                       help="probe training images (those just before the held-out ones)")
+    group.add_argument("--attr-test", type=_positive, metavar="N",
+                       help="held-out images at the end of the data set (probes and TAD)")
+    group.add_argument("--attr-points", type=_positive, metavar="N", help="TAD: number of codes")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         evaluate_run(args.run_dir, args.metrics, args.preset, args.seed, device=args.device,
-                     representation=args.representation)
+                     representation=args.representation, protocol=args.protocol,
+                     groups={"num_groups": args.groups, "group_size": args.group_size,
+                             "group_dims": args.group_dims,
+                             "disdiff_fit_points": args.disdiff_fit_points},
+                     attribute_split={"num_train": args.attr_train, "num_test": args.attr_test,
+                                      "num_points": args.attr_points})
     except (ValueError, LookupError) as err:  # bad metric names, datasets without labels, ...
         print(f"disentkit eval: error: {err}", file=sys.stderr)
         return 2

@@ -20,7 +20,10 @@ once, and score the arrays with :mod:`disentkit.metrics.attributes`:
 * ``attribute_regression`` -- least squares on the continuous attributes, mean Pearson r and
   mean MSE on the held-out part (DiTi's LFW protocol, closed-form substitute).
 
-Presets: ``study`` (the protocols' sizes) and ``fast`` (2000 / 1000 images, for monitoring).
+Presets: ``study`` (the protocols' sizes) and ``fast`` (2000 / 1000 images, for monitoring; so at
+least 3000 images). ``num_train`` / ``num_test`` / ``num_points`` of :func:`evaluate_attributes`
+(``disentkit eval --attr-train / --attr-test / --attr-points``) replace the preset's split sizes
+for every metric, so a smaller labelled folder can be scored.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from disentkit.config import ConfigError
 from disentkit.data.base import unit_float
 from disentkit.metrics.attributes import attribute_probe_ap, attribute_regression, tad_protocol
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, encode_observations
@@ -65,23 +69,25 @@ def attribute_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, test indices): the last ``num_test`` items and the ``num_train`` before.
 
-    Defaults are described in the module docstring. Raises ``ValueError`` when the data set is
-    too small for the sizes asked for.
+    Defaults are described in the module docstring. Raises
+    :class:`~disentkit.config.ConfigError` (a ``ValueError``) when the data set is too small for
+    the sizes asked for.
     """
     if num_test is None:
         num_test = CELEBA_TEST if name.startswith("celeba") and num_items == CELEBA_SIZE else num_items // 10
     if num_test < 1 or num_test >= num_items:
-        raise ValueError(
+        raise ConfigError(
             f"attribute split: need 1 <= num_test < {num_items} (images in the data set), got "
-            f"num_test={num_test}; pass a smaller num_test"
+            f"num_test={num_test}; pass a smaller num_test (disentkit eval --attr-test N)"
         )
     available = num_items - num_test
     if num_train is None:
         num_train = available
     if not 1 <= num_train <= available:
-        raise ValueError(
+        raise ConfigError(
             f"attribute split: {available} images precede the {num_test} held-out ones, but "
-            f"num_train={num_train} were asked for; lower num_train or num_test"
+            f"num_train={num_train} were asked for; lower num_train or num_test (disentkit eval "
+            "--attr-train N / --attr-test N)"
         )
     test = np.arange(available, num_items)
     train = np.arange(available - num_train, available)
@@ -107,6 +113,9 @@ def evaluate_attributes(
     preset: str = "study",
     params: dict[str, dict[str, Any]] | None = None,
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
+    num_train: int | None = None,
+    num_test: int | None = None,
+    num_points: int | None = None,
 ) -> dict[str, Any]:
     """Score a representation on an attribute-labelled image data set (module docstring).
 
@@ -117,6 +126,9 @@ def evaluate_attributes(
         seed: ``KFold`` seed of ``tad`` (0 = InfoDiffusion's).
         preset: ``"study"`` or ``"fast"``; ``params`` overrides single values per metric.
         encode_batch_size: images per representation call (each image is encoded once).
+        num_train, num_test: split sizes for every metric (the probes' training and held-out
+            parts; TAD's held-out part), over the preset and ``params``; None keeps them.
+        num_points: TAD's number of codes, over the preset and ``params``.
 
     Returns the same layout as :func:`~disentkit.metrics.evaluate`: ``{"metrics", "config",
     "versions", "timings_s", "encoder"}``.
@@ -142,15 +154,20 @@ def evaluate_attributes(
             f"metric(s) {unknown} do not apply to {name}, which has attribute labels but no "
             f"ground-truth factor grid; use {list(ATTRIBUTE_METRICS)}"
         )
+    split = {"num_train": num_train, "num_test": num_test, "num_points": num_points}
     plans: dict[str, tuple[dict[str, Any], np.ndarray, np.ndarray]] = {}
     for metric in metrics:
         p = copy.deepcopy(ATTRIBUTE_PRESETS[preset][metric])
         p.update((params or {}).get(metric, {}))
+        # TAD reads num_test (its held-out part) and num_points, the probes num_train and num_test
+        keys = ("num_test", "num_points") if metric == "tad" else ("num_train", "num_test")
+        p.update((k, split[k]) for k in keys if split[k] is not None)
         if metric == "tad":
             _, test = attribute_split(len(data), 1, p.pop("num_test", None), name)
             n = int(p.pop("num_points"))
-            if n > len(data):
-                raise ValueError(f"tad: num_points={n} but {name} has {len(data)} images")
+            if not 1 <= n <= len(data):
+                raise ConfigError(f"tad: num_points={n} but {name} has {len(data)} images; lower it "
+                                  "(disentkit eval --attr-points N)")
             start = int(test[0]) if len(data) - int(test[0]) >= n else len(data) - n
             plans[metric] = (p, np.arange(start, start + n), np.arange(0))
         else:

@@ -1,5 +1,5 @@
-"""Group-code protocols for vector-valued concept codes (FDAE, DisDiff; specs/metrics.md §4-5,
-specs/diffusion_methods.md §1.4, §2.5).
+"""Group-code protocols for vector-valued concept codes (FDAE: wuancong/FDAE
+``evaluate_diffusion.py``; DisDiff: ThomasMrY/DisDiff ``evaluate.py``).
 
 * **DisDiff**: each latent chunk (group) is reduced to **one** dimension by PCA fitted on the
   evaluation codes (DisDiff: the whole data set encoded in index order), then the dlib metrics
@@ -10,7 +10,9 @@ specs/diffusion_methods.md §1.4, §2.5).
   1``); DCI uses ``GradientBoostingClassifier(learning_rate=0.1)`` (= the default) on the PCA dims.
 
 ``groups`` is either a length-D vector of group ids (FDAE's ``group_label``) or a list of index
-lists. These reductions are explicit, recorded pre-processing steps (``evaluate(protocol=...)``).
+lists; :func:`contiguous_groups` builds the common layout of consecutive equal chunks (what
+``disentkit eval --groups K`` / ``--group-size S`` use). These reductions are explicit, recorded
+pre-processing steps (``evaluate(protocol=...)``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,30 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
-__all__ = ["GroupReducer", "kmeans_discretize_groups", "normalize_groups", "reduce_groups"]
+__all__ = ["GroupReducer", "contiguous_groups", "kmeans_discretize_groups", "normalize_groups",
+           "reduce_groups"]
+
+
+def contiguous_groups(num_codes: int, num_groups: int | None = None,
+                      group_size: int | None = None) -> list[list[int]]:
+    """Consecutive code dimensions as groups: ``num_groups`` equal chunks, or chunks of
+    ``group_size`` dimensions (give exactly one). Raises :class:`~disentkit.config.ConfigError`
+    when the code does not split evenly."""
+    from disentkit.config import ConfigError
+
+    if (num_groups is None) == (group_size is None):
+        raise ConfigError("give exactly one of num_groups and group_size for the group layout")
+    by_count = num_groups is not None
+    value = int(num_groups if by_count else group_size)  # type: ignore[arg-type]
+    if value < 1 or num_codes % value:
+        what = f"{value} equal groups" if by_count else f"groups of {value} dimensions"
+        divisors = ", ".join(str(d) for d in range(1, num_codes + 1) if num_codes % d == 0)
+        raise ConfigError(
+            f"the code has {num_codes} dimensions, which do not split into {what}; choose a "
+            f"{'number of groups' if by_count else 'group size'} that divides {num_codes} ({divisors})"
+        )
+    size = num_codes // value if by_count else value
+    return [list(range(start, start + size)) for start in range(0, num_codes, size)]
 
 
 def normalize_groups(groups: Any, num_codes: int | None = None) -> list[np.ndarray]:

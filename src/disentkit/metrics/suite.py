@@ -28,13 +28,25 @@ from typing import Any
 import numpy as np
 
 from disentkit.metrics.grid import GridCacheTooLarge, GridCodes
-from disentkit.metrics.groups import GroupReducer, kmeans_discretize_groups, normalize_groups
+from disentkit.metrics.groups import (
+    GroupReducer,
+    contiguous_groups,
+    kmeans_discretize_groups,
+    normalize_groups,
+)
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, CodeCache, encode_observations
 from disentkit.registry import METRICS
 
-__all__ = ["DEFAULT_METRICS", "PRESETS", "evaluate", "library_versions", "planned_observations"]
+__all__ = ["DEFAULT_METRICS", "FDAE_METRICS", "PROTOCOLS", "PRESETS", "evaluate", "library_versions",
+           "planned_observations", "protocol_arguments"]
 
 DEFAULT_METRICS = ("beta_vae", "factor_vae", "mig", "sap", "dci")
+
+PROTOCOLS = ("dlib", "disdiff", "fdae")
+
+#: metrics with an FDAE form: the shared-code ones score the per-group PCA codes, FactorVAE fits
+#: the reduction on its variance sample; BetaVAE (and the mFVM variants) are not in FDAE
+FDAE_METRICS = ("mig", "sap", "dci", "modularity_explicitness", "unsupervised", "irs", "factor_vae")
 
 #: ``code_cache="auto"`` does not cache grids whose codes would need more memory than this.
 GRID_CACHE_MAX_BYTES = 2 * 2**30
@@ -155,6 +167,58 @@ def planned_observations(
     return int(total)
 
 
+def protocol_arguments(
+    protocol: str,
+    data: Any,
+    probe: Any,
+    num_groups: int | None = None,
+    group_size: int | None = None,
+    group_dims: int | None = None,
+    disdiff_fit_points: int | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments of :func:`evaluate` for ``protocol`` with consecutive code groups.
+
+    ``"dlib"``: none (the group options must be unset). ``"fdae"`` / ``"disdiff"``: ``groups`` =
+    :func:`~disentkit.metrics.groups.contiguous_groups` (``num_groups`` equal chunks or chunks of
+    ``group_size``), plus ``group_dims`` (FDAE) or ``disdiff_fit_points`` (DisDiff). The code
+    dimension is read from one observation encoded by ``probe``, a representation that draws no
+    noise (so a sampled representation's stream is left untouched). Raises
+    :class:`~disentkit.config.ConfigError` for options that do not fit the protocol.
+    """
+    from disentkit.config import ConfigError
+
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    given = {"num_groups": num_groups, "group_size": group_size, "group_dims": group_dims,
+             "disdiff_fit_points": disdiff_fit_points}
+    if protocol == "dlib":
+        flags = {"num_groups": "--groups", "group_size": "--group-size"}  # the eval options
+        stray = [f"{flags.get(k, '--' + k.replace('_', '-'))} ({k})" for k, v in given.items()
+                 if v is not None]
+        if stray:
+            raise ConfigError(f"only the grouped protocols (fdae, disdiff) take {', '.join(stray)}; "
+                              "add --protocol fdae or disdiff, or drop the option")
+        return {}
+    if protocol == "disdiff" and group_dims is not None:
+        raise ConfigError("group_dims is FDAE's PCA size per group; DisDiff reduces every group "
+                          "to 1 dimension, so drop it or use --protocol fdae")
+    if protocol == "fdae" and disdiff_fit_points is not None:
+        raise ConfigError("disdiff_fit_points sets DisDiff's PCA fit; FDAE fits on each metric's "
+                          "own training sample, so drop it or use --protocol disdiff")
+    if num_groups is None and group_size is None:
+        raise ConfigError(f"protocol {protocol!r} scores groups of code dimensions; give the layout "
+                          "with num_groups (eval --groups K) or group_size (eval --group-size S)")
+    code_dim = encode_observations(probe, data.sample_observations(1, np.random.RandomState(0)),
+                                   1).shape[1]
+    kwargs: dict[str, Any] = {"protocol": protocol,
+                              "groups": contiguous_groups(code_dim, num_groups, group_size)}
+    if protocol == "fdae":
+        kwargs["group_dims"] = group_dims
+    else:
+        kwargs["disdiff_fit_points"] = disdiff_fit_points
+    return kwargs
+
+
 def _fdae_score_shared(name: str, module: Any, draws: list, rs: np.random.RandomState,
                        params: dict[str, Any], groups: Any, dims: int) -> dict[str, Any]:
     reducer = GroupReducer(draws[0][0], groups, dims)
@@ -231,6 +295,12 @@ def evaluate(
             f"unknown metric(s) {unknown}; known: {', '.join(METRICS.names())} (array-level "
             "attribute metrics such as tad run through disentkit.metrics.evaluate_attributes)"
         )
+    outside = [m for m in metrics if protocol == "fdae" and m not in FDAE_METRICS]
+    if outside:
+        from disentkit.config import ConfigError
+
+        raise ConfigError(f"metric(s) {outside} are not part of the FDAE protocol; choose from "
+                          f"{', '.join(FDAE_METRICS)}")
     stray = sorted(k for k in (params or {}) if k not in METRICS)
     if stray:
         raise ValueError(f"params given for unknown metric(s) {stray}; known: {', '.join(METRICS.names())}")
