@@ -290,7 +290,8 @@ def test_pi_controller_hand_computed_lower_bound() -> None:
 def test_setpoint_schedules() -> None:
     cls = MODELS.get("controlvae").Config
     stair = from_dict(cls, {"kl_target": 16.0})
-    assert [setpoint(t, stair) for t in (0, 4999, 5000, 10_000, 10**7)] == pytest.approx(
+    # 0-based steps: the reference raises C at its iteration 5000 (1-based), our step 4999
+    assert [setpoint(t, stair) for t in (0, 4998, 4999, 9999, 10**7)] == pytest.approx(
         [0.5, 0.5, 0.65, 0.8, 16.0])
     lin = from_dict(cls, {"kl_target": 16.0, "setpoint_schedule": "linear", "ramp_steps": 1000})
     assert [setpoint(t, lin) for t in (0, 500, 1000, 5000)] == pytest.approx([0.5, 8.25, 16, 16])

@@ -1,5 +1,5 @@
-"""ControlVAE (Shao et al. 2020; specs/vae_methods.md §4.6; shj1987/ControlVAE-ICML2020
-``Disentangling/P_PID.py``, ``solver_light.py``).
+"""ControlVAE (Shao et al. 2020, "ControlVAE: Controllable Variational Autoencoder", ICML;
+shj1987/ControlVAE-ICML2020 ``Disentangling/P_PID.py``, ``solver_light.py``).
 
     loss = REC + beta(t) * KL,
 
@@ -14,9 +14,13 @@ a set-point C(t):
 Anti-windup (``anti_windup``):
 
 * ``reference`` (the paper's Algorithm 1; CV's code for the lower bound): when the previous
-  *unclamped* output left [beta_min, beta_max], I is held (``I(t) = I(t-1)``). Note that with
-  this rule the integral can stay frozen for good once ``|I|`` exceeds Kp beyond a bound, since
-  only P (in (0, Kp)) can bring the output back;
+  *unclamped* output left [beta_min, beta_max], I is held (``I(t) = I(t-1)``). While I is held
+  only P, which lies in (0, Kp), moves the output, so the controller unwinds from the lower
+  bound only if ``I > -Kp`` (from the upper one only if ``I < beta_max - beta_min``). One
+  integration step moves I by ``Ki * |e|``; the gains must keep that well below Kp. CV's do
+  (Ki * C = 0.0005 against Kp = 0.01 at the start); gains with ``Ki * |e| > Kp`` can freeze I
+  for good on the first step that crosses the bound (e.g. Kp = 0.01, Ki = 0.05 with the
+  initial KL ~0 against C = 0.5 gives I = -0.025 at step 0 and beta = beta_min ever after);
 * ``conditional`` (textbook conditional integration): I is held only when the update would push
   the output further into saturation (previous output above beta_max and e < 0, or below
   beta_min and e > 0); otherwise it integrates, so the controller can always unwind.
@@ -25,8 +29,9 @@ The initial previous output is taken as beta_min, so the integral accumulates fr
 
 Set-point schedules (``setpoint_schedule``):
 
-* ``staircase`` (CV): ``C(t) = min(C_max, C_0 + step_size * floor(t / step_period))``, with
-  C_0 = 0.5, 0.15 per 5000 iterations up to C_max = 16 or 18;
+* ``staircase`` (CV): ``C(t) = min(C_max, C_0 + step_size * floor((t + 1) / step_period))``
+  for the 0-based step t (CV counts iterations from 1 and raises C at iterations 5000, 10000,
+  ... before the controller runs), with C_0 = 0.5, 0.15 per 5000 iterations up to 16 or 18;
 * ``linear`` (CFASL's baseline): ``C(t) = C_0 + (C_max - C_0) * min(1, t / ramp_steps)``;
 * ``constant``: ``C(t) = C_max``.
 
@@ -41,7 +46,7 @@ checkpoints; it is only updated in training mode. Under DDP each process sees it
 KL; PyTorch DDP's default buffer broadcast keeps the controller state of rank 0.
 
 ``encode`` returns the posterior mean. Logged: ``beta``, ``setpoint``, ``error`` (e), ``p_term``,
-``integral``.
+``integral`` and ``windup`` (1 when the step held I, else 0).
 """
 
 from __future__ import annotations
@@ -85,7 +90,9 @@ def setpoint(step: int, cfg: ControlVAEConfig) -> float:
     if cfg.setpoint_schedule == "staircase":
         if cfg.step_period <= 0:
             raise ValueError(f"step_period must be positive, got {cfg.step_period}")
-        value = cfg.setpoint_start + cfg.step_size * (max(step, 0) // cfg.step_period)
+        # CV counts iterations from 1 and raises C before the controller runs at iteration
+        # k * period, i.e. at 0-based step k * period - 1.
+        value = cfg.setpoint_start + cfg.step_size * ((max(step, 0) + 1) // cfg.step_period)
         return float(min(cfg.kl_target, value))
     if cfg.ramp_steps <= 0:
         return float(cfg.kl_target)
@@ -99,7 +106,7 @@ def pi_update(kl: torch.Tensor, target: float, integral: torch.Tensor, prev_outp
     """One step of the PI controller (pure function of tensors; see module doc).
 
     Returns ``beta`` (clamped), ``output`` (unclamped P + I + beta_min), ``integral`` (new I),
-    ``p_term`` and ``error``.
+    ``p_term``, ``error`` and ``windup`` (whether I was held).
     """
     upper = math.inf if beta_max is None else beta_max
     error = target - kl
@@ -115,7 +122,7 @@ def pi_update(kl: torch.Tensor, target: float, integral: torch.Tensor, prev_outp
     output = p_term + new_integral + beta_min
     beta = output.clamp(min=beta_min, max=None if beta_max is None else beta_max)
     return {"beta": beta, "output": output, "integral": new_integral, "p_term": p_term,
-            "error": error}
+            "error": error, "windup": windup}
 
 
 @MODELS.register("controlvae")
@@ -143,6 +150,7 @@ class ControlVAE(GaussianVAE):
             self.beta.copy_(out["beta"])
             extra["error"] = out["error"].float()
             extra["p_term"] = out["p_term"].float()
+            extra["windup"] = out["windup"].float()
         extra["beta"] = self.beta.float().clone()
         extra["integral"] = self.integral.float().clone()
         extra["setpoint"] = torch.tensor(target, device=kl.device)
