@@ -595,9 +595,18 @@ def test_diffae_ffhq_and_bedroom_lmdbs(tmp_path: Path) -> None:
     np.testing.assert_allclose(batch[..., 2].mean(axis=(1, 2)), [150, 50], atol=4)
 
     _write_lmdb(tmp_path / "short.lmdb", "256-%07d", bedroom[:2], "WEBP", 90, length=3)
-    short = _build(tmp_path, name="bedroom_lmdb", path=str(tmp_path / "short.lmdb"))
-    with pytest.raises(DataFileError, match=r"short\.lmdb: key b'256-0000002' missing \(length says 3\)"):
-        short.uint8_batch(np.array([2]))
+    # a length larger than the LMDB's entries is refused when the dataset is built
+    with pytest.raises(DataFileError, match=r"short\.lmdb: b'length' says 3 images, but .* only 2 "):
+        _build(tmp_path, name="bedroom_lmdb", path=str(tmp_path / "short.lmdb"))
+    _write_lmdb(tmp_path / "gap.lmdb", "256-%07d", bedroom, "WEBP", 90)
+    env = pytest.importorskip("lmdb").open(str(tmp_path / "gap.lmdb"))
+    with env.begin(write=True) as txn:  # a key missing with the entry count intact
+        txn.delete(b"256-0000002")
+        txn.put(b"extra", b"")
+    env.close()
+    gap = _build(tmp_path, name="bedroom_lmdb", path=str(tmp_path / "gap.lmdb"))
+    with pytest.raises(DataFileError, match=r"gap\.lmdb: key b'256-0000002' missing \(length says 3\)"):
+        gap.uint8_batch(np.array([2]))
     with pytest.raises(MissingDataError, match=r"bedroom/bedroom256\.lmdb.*github\.com/phizaz/diffae"):
         _build(tmp_path / "none", name="bedroom_lmdb")
 

@@ -8,6 +8,7 @@ with Pillow Lanczos (disentanglement_lib's ``thumbnail``) and cached as ``cars3d
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,26 +16,67 @@ import numpy as np
 
 from disentkit.data._grid import resize_stack
 from disentkit.data.base import StoredGrid
-from disentkit.data.files import DataFileError, MissingDataError, atomic_save_npy, load_npy, require
+from disentkit.data.files import (
+    DataFileError,
+    MissingDataError,
+    atomic_save_npy,
+    load_npy,
+    plain_file_name,
+    quote_error,
+    read_error,
+    read_text_file,
+    refuse_path_name,
+    require,
+)
 from disentkit.data.root import resolve_data_root
 from disentkit.registry import DATASETS
 
 
 def read_mesh(path: Path, azimuths: int, elevations: int) -> np.ndarray:
-    """``im`` of one Cars3D ``.mat`` file as uint8 (elevation, azimuth, 128, 128, 3)."""
+    """``im`` of one Cars3D ``.mat`` file as uint8 (elevation, azimuth, 128, 128, 3).
+
+    The variable's header (``whosmat``) is checked before its data is read, so a file declaring
+    a huge or non-numeric ``im`` is refused without decompressing it.
+    """
     import scipy.io
     from scipy.io.matlab import MatReadError
 
-    try:
-        im = scipy.io.loadmat(str(path), variable_names=["im"]).get("im")
-    # scipy reports a truncated or foreign file with any of these (IndexError for a short header)
-    except (MatReadError, ValueError, OSError, TypeError, IndexError, EOFError) as err:
-        raise DataFileError(f"{path}: not a readable MATLAB file ({err})") from err
     expected = (128, 128, 3, azimuths, elevations)
+    again = "unpack the Cars3D archive again"
+    try:
+        declared = {name: (tuple(shape), kind) for name, shape, kind in scipy.io.whosmat(str(path))}
+        if declared.get("im") != (expected, "uint8"):
+            shape, kind = declared.get("im", (None, None))
+            found = "no 'im' variable" if kind is None else f"{kind} of shape {shape}"
+            raise DataFileError(f"{path}: 'im' should be uint8 of shape {expected}, found {found}")
+        im = scipy.io.loadmat(str(path), variable_names=["im"]).get("im")
+    except PermissionError as err:
+        raise read_error(path, err, "MATLAB file", again) from err
+    # scipy reports a truncated or foreign file with any of these (IndexError for a short header,
+    # NotImplementedError for a v7.3 HDF5-based file)
+    except (MatReadError, ValueError, OSError, TypeError, IndexError, EOFError, NotImplementedError,
+            zlib.error) as err:
+        if isinstance(err, DataFileError):
+            raise
+        raise DataFileError(
+            f"{path}: not a readable MATLAB file ({quote_error(err)}); {again}"
+        ) from err
     if im is None or im.shape != expected or im.dtype != np.uint8:
         found = "no 'im' variable" if im is None else f"{im.dtype} of shape {im.shape}"
         raise DataFileError(f"{path}: 'im' should be uint8 of shape {expected}, found {found}")
     return np.ascontiguousarray(np.einsum("abcde->edabc", im))
+
+
+def read_car_list(path: Path) -> list[str]:
+    """The car names of ``list.txt`` (one per line, ``<name>.mat`` beside it); every name must
+    be a plain file name, so only files inside the Cars3D folder are read."""
+    stems = []
+    for number, line in enumerate(read_text_file(path, "Cars3D's list of car names").splitlines(), 1):
+        for stem in line.split():
+            if not plain_file_name(stem):
+                raise refuse_path_name(path, number, stem, path.parent)
+            stems.append(stem)
+    return stems
 
 
 @DATASETS.register("cars3d")
@@ -62,7 +104,7 @@ class Cars3D(StoredGrid):
         elevations, azimuths, objects = self.factor_sizes
         cache = folder / "cars3d_64.npy"
         if not cache.exists():
-            stems = [s.strip() for s in (folder / "list.txt").read_text().split() if s.strip()]
+            stems = read_car_list(folder / "list.txt")
             if len(stems) != objects:
                 raise DataFileError(
                     f"{folder / 'list.txt'}: expected {objects} car names, found {len(stems)}"

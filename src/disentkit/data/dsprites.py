@@ -1,10 +1,11 @@
 """dSprites from the official files, the bundled real sub-grid, and disentanglement_lib's variants.
 
 Facts (specs/datasets.md §1, §5): ``imgs`` is (737280, 64, 64) uint8 with values {0, 1}
-(``value_max = 1``); ``metadata`` is a Python-2 pickle (``allow_pickle=True, encoding="latin1"``);
-six latent columns with a constant colour first; factors as disentanglement_lib's
+(``value_max = 1``); six latent columns with a constant colour first; factors as disentanglement_lib's
 ``dsprites_full``: shape 3, scale 6, orientation 40, posX 32, posY 32, row-major, posY fastest.
-The hdf5 release stores ``imgs`` and ``latents/classes``.
+The hdf5 release stores ``imgs`` and ``latents/classes``. The npz also holds ``metadata``, a
+Python-2 pickle; it is never read (the npz is opened with pickling off, see
+:class:`~disentkit.data.files.NpzArchive`), so a pickle under a dataset's name cannot run code.
 
 Variants (disentanglement_lib ``dsprites.py``), each drawing its randomness from the
 ``random_state`` passed to ``sample_observations_from_factors`` in the reference order:
@@ -30,12 +31,17 @@ from disentkit.data._grid import RandomObservationGrid
 from disentkit.data.base import GroundTruthData, StoredGrid
 from disentkit.data.files import (
     FILES,
+    REDOWNLOAD,
     DataFileError,
     MissingDataError,
+    NpzArchive,
     expect_array,
     explicit_path,
+    h5_dataset,
     how_to_get,
-    open_npz,
+    open_image,
+    quote_error,
+    read_error,
     require,
 )
 from disentkit.data.root import resolve_data_root
@@ -72,16 +78,25 @@ def _check_binary(path: Path, images: np.ndarray) -> None:
         )
 
 
+def _classes_shape(path: Path, found_shape, found_dtype, sizes: tuple[int, ...]) -> tuple:
+    """The (N, K) ``latents_classes`` shape to read: K factors, or K + 1 with the colour column;
+    checked (with an integer dtype) before anything is read."""
+    n, k = int(np.prod(sizes)), len(sizes)
+    columns = found_shape[1] if len(found_shape) == 2 and found_shape[1] in (k, k + 1) else k + 1
+    dtype = found_dtype if np.dtype(found_dtype).kind in "iu" else np.int64
+    expect_array(path, "latents_classes", (n, columns), dtype, found_shape, found_dtype)
+    return (n, columns), dtype
+
+
 def load_dsprites_npz(path: Path, sizes: tuple[int, ...]) -> np.ndarray:
-    """uint8 (N, 64, 64) images of a dSprites-format npz, validated against ``sizes``."""
+    """uint8 (N, 64, 64) images of a dSprites-format npz, validated against ``sizes``; read
+    with pickling off (``metadata`` is never touched)."""
     n = int(np.prod(sizes))
-    with open_npz(path, ("imgs", "latents_classes"), pickled=True) as f:
-        try:
-            images = f["imgs"]
-            classes = f["latents_classes"]
-        except (ValueError, OSError, EOFError) as err:
-            raise DataFileError(f"{path}: cannot decompress ({err}); the file is corrupt") from err
-    expect_array(path, "imgs", (n, 64, 64), np.uint8, images.shape, images.dtype)
+    with NpzArchive(path, ("imgs", "latents_classes")) as archive:
+        images = archive.read("imgs", (n, 64, 64), np.uint8)
+        with archive.member("latents_classes") as (_, found_shape, _, found_dtype):
+            shape, dtype = _classes_shape(path, found_shape, found_dtype, sizes)
+        classes = archive.read("latents_classes", shape, dtype)
     _check_grid(path, np.asarray(classes, dtype=np.int64), sizes)
     _check_binary(path, images)
     return images
@@ -96,15 +111,18 @@ def load_dsprites_hdf5(path: Path, sizes: tuple[int, ...] = FULL_SIZES) -> np.nd
         with h5py.File(path, "r") as f:
             if "imgs" not in f or "latents/classes" not in f:
                 raise DataFileError(
-                    f"{path}: expected datasets 'imgs' and 'latents/classes', found {list(f.keys())}"
+                    f"{path}: expected datasets 'imgs' and 'latents/classes', found "
+                    f"{list(f.keys())[:10]}"
                 )
-            d = f["imgs"]
+            d = h5_dataset(f, "imgs", path)
             expect_array(path, "imgs", (n, 64, 64), np.uint8, d.shape, d.dtype)
+            c = h5_dataset(f, "latents/classes", path)
+            _classes_shape(path, c.shape, c.dtype, sizes)
             images = np.empty(d.shape, np.uint8)
             d.read_direct(images)
-            classes = f["latents/classes"][()]
+            classes = c[()]
     except OSError as err:
-        raise DataFileError(f"{path}: not a readable HDF5 file ({err})") from err
+        raise read_error(path, err, "HDF5 file", REDOWNLOAD) from err
     _check_grid(path, np.asarray(classes, dtype=np.int64), sizes)
     _check_binary(path, images)
     return images
@@ -258,6 +276,25 @@ class NoisyDSprites(_DSpritesVariant):
         return np.minimum(obs + generator.random(obs.shape, dtype=np.float32), 1.0)
 
 
+def _background(path: Path) -> np.ndarray:
+    """The scream_dsprites photograph as float64 (H, W, 3) in [0, 1], shrunk to fit in 350x274
+    (``PIL.Image.thumbnail``, as disentanglement_lib does)."""
+    try:
+        with open_image(path, str(path)) as image:
+            image = image.convert("RGB")
+            image.thumbnail((350, 274))
+            return np.asarray(image, dtype=np.float64) / 255.0
+    except DataFileError:
+        raise
+    except PermissionError as err:
+        raise read_error(path, err, "photograph", "save it again") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataFileError(
+            f"{path}: expected a JPEG, PNG, WebP or BMP photograph, but it cannot be decoded "
+            f"({quote_error(err)}); save the background image again"
+        ) from err
+
+
 @DATASETS.register("scream_dsprites")
 class ScreamDSprites(_DSpritesVariant):
     """dSprites on random 64x64 crops of a photograph, sprite pixels inverted.
@@ -282,12 +319,7 @@ class ScreamDSprites(_DSpritesVariant):
                 raise MissingDataError(f"scream_dsprites: data.scream_path {path} does not exist")
         else:
             path = require("scream_dsprites", root)
-        from PIL import Image
-
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.thumbnail((350, 274))
-            self.scream = np.asarray(image, dtype=np.float64) / 255.0
+        self.scream = _background(path)
         if self.scream.shape[0] <= 64 or self.scream.shape[1] <= 64:
             raise DataFileError(
                 f"{path}: the background must be larger than 64x64 after fitting into 350x274, "

@@ -764,39 +764,209 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def load_npy(path: Path, shape: tuple[int, ...], mmap: bool = False) -> np.ndarray:
-    """Load a uint8 cache, checking its shape; a bad cache says so and how to rebuild it."""
+    """Load a uint8 cache, checking its header first; a bad cache says so and how to rebuild it."""
+    path = Path(path)
+    rebuild = "delete it to rebuild"
     try:
-        array = np.load(path, mmap_mode="r" if mmap else None)
-    except (ValueError, OSError, EOFError) as err:
-        raise DataFileError(f"{path}: unreadable cache ({err}); delete it to rebuild") from err
-    if array.dtype != np.uint8 or tuple(array.shape) != tuple(shape):
+        with open(path, "rb") as f:
+            found_shape, _, found_dtype = read_npy_header(f, str(path), rebuild)
+    except OSError as err:
+        raise read_error(path, err, ".npy cache", rebuild) from err
+    if np.dtype(found_dtype) != np.uint8 or tuple(found_shape) != tuple(shape):
         raise DataFileError(
-            f"{path}: expected a uint8 cache of shape {tuple(shape)}, found {array.dtype} "
-            f"{tuple(array.shape)}; delete it to rebuild"
+            f"{path}: expected a uint8 cache of shape {tuple(shape)}, found {_dtype_name(found_dtype)} "
+            f"{_shape_text(found_shape)}; {rebuild}"
         )
-    return array
-
-
-# ---- validating file contents -----------------------------------------------------------------
-def open_npz(path: Path, keys: tuple[str, ...], pickled: bool = False):
-    """Open an npz file, checking that it is readable and has ``keys``."""
-    import zipfile
-
     try:
-        archive = np.load(path, allow_pickle=pickled, encoding="latin1")
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise read_error(path, err, ".npy cache", rebuild) from err
+
+
+# ---- reading dataset files safely ---------------------------------------------------------------
+# No dataset file can run code or make disentkit read outside the dataset's folder, and a damaged
+# one is one clear error: npz members are read with pickling off, each npy header (dtype, shape) is
+# checked before any data is read or allocated, text files must be text, names read from files
+# must be plain file names, images go only through Pillow's JPEG/PNG/WebP/BMP decoders and up to
+# MAX_IMAGE_PIXELS, HDF5 data must be stored in the file itself, and an LMDB data file is checked
+# against its own header before it is memory-mapped.
+
+#: the longest excerpt of a library's error message quoted in a disentkit message
+_QUOTE = 160
+REDOWNLOAD = "the file is damaged: delete it and download it again"
+
+
+def quote_error(err: BaseException) -> str:
+    """A library's error message on one line of at most 160 characters."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= _QUOTE else text[: _QUOTE - 3] + "..."
+
+
+def _shape_text(shape) -> str:
+    shape = tuple(shape)
+    return str(shape) if len(shape) <= 8 else f"({', '.join(map(str, shape[:8]))}, ...) ({len(shape)} dims)"
+
+
+def _dtype_name(dtype) -> str:
+    dtype = np.dtype(dtype)
+    return "object (pickled Python objects)" if dtype.hasobject else str(dtype)
+
+
+def _names(names, limit: int = 10) -> str:
+    """A bounded listing of names read from a file."""
+    shown = [n if len(n) <= 40 else n[:37] + "..." for n in list(names)[:limit]]
+    more = len(names) - len(shown)
+    return f"{shown}" + (f" (and {more} more)" if more > 0 else "")
+
+
+def read_error(path: Path, err: BaseException, what: str, fix: str) -> DataFileError:
+    """The error for ``path`` that could not be read as a ``what`` (e.g. "HDF5 file").
+
+    A permission problem or a folder says so (deleting the file would not help); anything else
+    is damaged content, with ``fix`` saying what to do.
+    """
+    if isinstance(err, PermissionError):
+        return DataFileError(
+            f"{path}: permission denied reading this {what}; make it readable for this user "
+            "(e.g. chmod u+r) and run again"
+        )
+    if isinstance(err, IsADirectoryError) or Path(path).is_dir():
+        return DataFileError(f"{path}: expected a file ({what}), found a directory")
+    return DataFileError(f"{path}: not a readable {what} ({quote_error(err)}); {fix}")
+
+
+def describe_content(head: bytes) -> str:
+    """What a file whose first bytes are ``head`` looks like, for 'expected X, found Y'."""
+    if not head:
+        return "an empty file"
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
+        return "a Python pickle (never loaded: unpickling can run code)"
+    known = (
+        (b"PK\x03\x04", "a zip archive"), (b"PK\x05\x06", "an empty zip archive"),
+        (b"\x93NUMPY", "a single .npy array"), (b"\x89HDF\r\n\x1a\n", "an HDF5 file"),
+        (b"\x1f\x8b", "a gzip file"),
+    )
+    return next((what for magic, what in known if head.startswith(magic)), f"other data {head[:8]!r}...")
+
+
+def read_head(path: Path, size: int, what: str, fix: str) -> bytes:
+    """The first ``size`` bytes of ``path`` (a permission problem or a folder is one clear error)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError as err:
+        raise read_error(path, err, what, fix) from err
+
+
+def read_npy_header(stream, where: str, fix: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) of the .npy data in ``stream``, left at the first data byte.
+
+    NumPy parses the header with ``ast.literal_eval`` (no code runs); nothing is read past it.
+    """
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(stream)
+        return np.lib.format.read_array_header_2_0(stream)
+    except (ValueError, SyntaxError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise DataFileError(
-            f"{path}: not a readable npz file ({err}); it may be truncated, delete it and "
-            "download again"
+            f"{where} should be a NumPy .npy array, but its header cannot be read "
+            f"({quote_error(err)}); {fix}"
         ) from err
-    if not hasattr(archive, "files"):
-        raise DataFileError(f"{path}: expected an npz archive with keys {list(keys)}, found a .npy")
-    missing = [k for k in keys if k not in archive.files]
-    if missing:
-        found = list(archive.files)
-        archive.close()
-        raise DataFileError(f"{path}: expected keys {list(keys)}, missing {missing}; found {found}")
-    return archive
+
+
+class NpzArchive:
+    """An ``.npz`` file read member by member with pickling off.
+
+    A file that is not a zip archive (a pickle, a lone ``.npy``) is refused from its first bytes.
+    Each member's npy header is checked against the expected dtype and shape before any of its
+    data is read, so an object array or a member declaring a huge shape is refused without being
+    decompressed, and a member is read to its end so that zip's CRC check runs.
+    """
+
+    def __init__(self, path: Path, keys: tuple[str, ...] = ()) -> None:
+        self.path = Path(path)
+        head = read_head(self.path, 8, "npz (zip) archive", REDOWNLOAD)
+        if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+            raise DataFileError(
+                f"{self.path}: expected an npz (zip) archive, found {describe_content(head)}; "
+                "replace it with the dataset's original .npz file"
+            )
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+            raise read_error(
+                self.path, err, "npz (zip) archive", "it may be truncated: delete it and download it again"
+            ) from err
+        self.files = [n[: -len(".npy")] for n in self._zip.namelist() if n.endswith(".npy")]
+        missing = [k for k in keys if k not in self.files]
+        if missing:
+            self.close()
+            wanted = ", ".join(f"'{k}'" for k in keys)
+            raise DataFileError(
+                f"{self.path}: expected key{'s' if len(keys) > 1 else ''} {wanted}, missing "
+                f"{missing}; found {_names(self.files)}"
+            )
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def __enter__(self) -> NpzArchive:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def info(self, key: str) -> zipfile.ZipInfo:
+        """The zip entry of member ``key`` (compression type, offset of its local header)."""
+        return self._zip.getinfo(f"{key}.npy")
+
+    @contextmanager
+    def member(self, key: str) -> Iterator[tuple]:
+        """Yield (stream at the first data byte, shape, Fortran order, dtype) of member ``key``."""
+        try:
+            stream = self._zip.open(f"{key}.npy")
+        # RuntimeError: encrypted; NotImplementedError: a compression zipfile does not know
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as err:
+            raise DataFileError(
+                f"{self.path}: member '{key}' cannot be opened ({quote_error(err)}); {REDOWNLOAD}"
+            ) from err
+        with stream:
+            yield (stream, *read_npy_header(stream, f"{self.path}: member '{key}'", REDOWNLOAD))
+
+    def fill(self, stream, key: str, out: np.ndarray, chunk: int = 64 << 20) -> None:
+        """Read exactly ``out.nbytes`` bytes of member ``key`` into the C-contiguous ``out``; the
+        member must end there (reaching its end is what makes zip check its CRC)."""
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        done = 0
+        try:
+            while done < len(view):
+                got = stream.readinto(view[done : done + chunk])
+                if not got:
+                    break
+                done += got
+            extra = stream.read(1)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as err:
+            raise DataFileError(
+                f"{self.path}: member '{key}' is corrupt ({quote_error(err)}); {REDOWNLOAD}"
+            ) from err
+        if done < len(view):
+            raise DataFileError(
+                f"{self.path}: member '{key}' is truncated ({done} of {len(view)} bytes); {REDOWNLOAD}"
+            )
+        if extra:
+            raise DataFileError(
+                f"{self.path}: member '{key}' holds more data than its header's shape; {REDOWNLOAD}"
+            )
+
+    def read(self, key: str, shape: tuple, dtype) -> np.ndarray:
+        """Member ``key`` as a new array; it must be ``dtype`` of ``shape`` (``None``: any size),
+        which is checked on its header before anything is allocated."""
+        with self.member(key) as (stream, found_shape, fortran, found_dtype):
+            expect_array(self.path, key, shape, dtype, found_shape, found_dtype)
+            flat = np.empty(math.prod(found_shape), found_dtype)
+            self.fill(stream, key, flat)
+        return flat.reshape(found_shape, order="F" if fortran else "C")
 
 
 def expect_array(
@@ -808,7 +978,159 @@ def expect_array(
     )
     if not shape_ok or np.dtype(found_dtype) != np.dtype(dtype):
         want = tuple("*" if e is None else e for e in shape)
+        refused = "; disentkit never loads pickled objects" if np.dtype(found_dtype).hasobject else ""
         raise DataFileError(
             f"{path}: '{key}' should be {np.dtype(dtype)} of shape {want}, found "
-            f"{np.dtype(found_dtype)} of shape {tuple(found_shape)}"
+            f"{_dtype_name(found_dtype)} of shape {_shape_text(found_shape)}{refused}"
+        )
+
+
+def read_text_file(path: Path, expected: str, max_bytes: int = 256 << 20) -> str:
+    """The UTF-8 text of a dataset's list or attribute file; a binary, undecodable, oversized
+    or unreadable file, or a folder, is one clear error."""
+    fix = "replace it with the dataset's original text file"
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except OSError as err:
+        raise read_error(path, err, "text file", fix) from err
+    if len(raw) > max_bytes:
+        raise DataFileError(
+            f"{path}: expected {expected} of at most {max_bytes >> 20} MiB, found a larger file; {fix}"
+        )
+    if b"\0" in raw:
+        raise DataFileError(
+            f"{path}: expected {expected}, found binary data ({describe_content(raw[:8])}); {fix}"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataFileError(
+            f"{path}: expected {expected} as UTF-8 text, found a byte that is not UTF-8 at offset "
+            f"{err.start}; {fix}"
+        ) from err
+
+
+def plain_file_name(name: str) -> bool:
+    """Whether ``name``, read from a dataset file, names an entry directly inside a folder: no
+    path separator, no parent reference, not absolute."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+def refuse_path_name(path: Path, line: int, name: str, folder: Path | str) -> DataFileError:
+    """The error for a name read from ``path`` (line ``line``) that would leave ``folder``."""
+    return DataFileError(
+        f"{path}: line {line} names {name[:60]!r}, which is not a plain file name inside {folder}; "
+        "disentkit reads only files inside the dataset's folder: fix or remove that line"
+    )
+
+
+#: the most pixels disentkit decodes from one image file (8192x8192, far above every dataset's
+#: images); checked on the header before decoding, so a decompression bomb is refused unread
+MAX_IMAGE_PIXELS = 8192 * 8192
+#: the only Pillow decoders used (Pillow's EPS plugin, for one, runs Ghostscript)
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+
+
+def open_image(source, where: str):
+    """Open an image file (a path or a binary stream) with Pillow, lazily: only the JPEG, PNG,
+    WebP and BMP decoders, and at most :data:`MAX_IMAGE_PIXELS` pixels.
+
+    Raises OSError (from Pillow) for a file none of those decoders recognises, and
+    :class:`DataFileError` for an image that is too large.
+    """
+    import warnings
+
+    from PIL import Image
+
+    too_large = (
+        f"{where}: the image is larger than disentkit decodes (at most {MAX_IMAGE_PIXELS} pixels, "
+        "e.g. 8192x8192): {}; resize it or remove it from the dataset"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below is lower
+        try:
+            image = Image.open(source, formats=IMAGE_FORMATS)
+        except Image.DecompressionBombError as err:
+            raise DataFileError(too_large.format(f"Pillow says {quote_error(err)}")) from err
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise DataFileError(too_large.format(f"it is {width}x{height}"))
+    return image
+
+
+def h5_dataset(file, name: str, path: Path):
+    """Dataset ``name`` of the open h5py ``file``, refused when HDF5 would read it from another
+    file: through an external (or soft) link, external raw storage, or a virtual dataset."""
+    import h5py
+
+    parts = name.split("/")
+    for depth in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:depth])
+        link = file.get(prefix, getlink=True)
+        if link is None:
+            raise DataFileError(f"{path}: expected a dataset '{name}', found no '{prefix}'")
+        if not isinstance(link, h5py.HardLink):
+            target = getattr(link, "filename", "") or getattr(link, "path", "")
+            raise DataFileError(
+                f"{path}: '{prefix}' is a link to {str(target)[:80]!r}, not data stored in the file; "
+                "disentkit reads only data inside the dataset's own file: use the original file"
+            )
+    dataset = file[name]
+    if not isinstance(dataset, h5py.Dataset):
+        raise DataFileError(f"{path}: '{name}' should be a dataset, found a group")
+    if dataset.external or dataset.is_virtual:
+        raise DataFileError(
+            f"{path}: '{name}' keeps its data in other files (HDF5 external or virtual storage); "
+            "disentkit reads only data inside the dataset's own file: use the original file"
+        )
+    return dataset
+
+
+def _lmdb_meta(raw: bytes) -> tuple[int, int, int] | None:
+    """(page size, last page number, transaction id) of an LMDB meta page, None if it is not one.
+
+    Layout of LMDB 0.9's ``MDB_meta`` on 64-bit hosts (lmdb/libraries/liblmdb/mdb.c): after the
+    16-byte page header, ``mm_magic`` 0xBEEFC0DE and ``mm_version`` 1 (uint32 each), address and
+    map size, two ``MDB_db`` records of 48 bytes (the first one's ``md_pad`` is the page size),
+    then ``mm_last_pg`` and ``mm_txnid`` (uint64 each).
+    """
+    import struct
+
+    if len(raw) < 152 or struct.unpack_from("<II", raw, 16) != (0xBEEFC0DE, 1):
+        return None
+    (page,) = struct.unpack_from("<I", raw, 40)
+    last, txnid = struct.unpack_from("<QQ", raw, 136)
+    return (page, last, txnid) if page >= 512 and page & (page - 1) == 0 else None
+
+
+def check_lmdb_size(path: Path) -> None:
+    """Refuse an LMDB whose data file is shorter than its header says.
+
+    LMDB memory-maps the data file; reading a page past the end of a truncated file kills the
+    process with SIGBUS instead of raising. The current meta page (the one with the larger
+    transaction id, as LMDB picks it) says how many pages the database uses.
+    """
+    data = path / "data.mdb" if path.is_dir() else path
+    if path.is_dir() and not data.exists():
+        raise DataFileError(f"{path}: expected an LMDB folder holding data.mdb, found no data.mdb")
+    fix = "copy or download it again"
+    try:
+        with open(data, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(152)
+            first = _lmdb_meta(head)
+            f.seek(first[0] if first else 0)
+            second = _lmdb_meta(f.read(152)) if first else None
+    except OSError as err:
+        raise read_error(data, err, "LMDB data file", fix) from err
+    if first is None:
+        raise DataFileError(f"{data}: expected an LMDB data file, found {describe_content(head[:8])}; {fix}")
+    page, last, _ = max((m for m in (first, second) if m is not None), key=lambda m: m[2])
+    needed = (last + 1) * page
+    if size < needed:
+        raise DataFileError(
+            f"{data}: truncated LMDB: its header says {needed} bytes ({last + 1} pages of {page}), "
+            f"the file has {size}; {fix} (reading it as it is would crash the process)"
         )

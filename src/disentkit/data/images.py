@@ -25,7 +25,19 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from disentkit.data.files import FILES, DataFileError, MissingDataError, explicit_path, require
+from disentkit.data.files import (
+    FILES,
+    DataFileError,
+    MissingDataError,
+    check_lmdb_size,
+    explicit_path,
+    open_image,
+    plain_file_name,
+    quote_error,
+    read_text_file,
+    refuse_path_name,
+    require,
+)
 from disentkit.data.root import resolve_data_root
 from disentkit.registry import DATASETS
 
@@ -86,12 +98,22 @@ class ImageData:
         raise NotImplementedError
 
     def _decode(self, index: int) -> np.ndarray:
+        where = self.describe(index)
         try:
-            image = self._open(index)
-            return preprocess(image, self.crop, self.crop_size, self.image_size, self.margin)
-        except (OSError, SyntaxError, ValueError) as err:
-            where = self.describe(index)
-            raise DataFileError(f"{self.name}: cannot decode image {index} ({where}): {err}") from err
+            with self._open(index) as image:
+                return preprocess(image, self.crop, self.crop_size, self.image_size, self.margin)
+        except DataFileError:
+            raise
+        except PermissionError as err:  # not damage: deleting the file would not help
+            raise DataFileError(
+                f"{self.name}: permission denied reading image {index} ({where}); make it "
+                "readable for this user and run again"
+            ) from err
+        except (OSError, SyntaxError, ValueError, EOFError) as err:
+            raise DataFileError(
+                f"{self.name}: cannot decode image {index} ({where}): {quote_error(err)}; expected "
+                "a JPEG, PNG, WebP or BMP image: replace or remove the file"
+            ) from err
 
     def describe(self, index: int) -> str:
         return f"item {index}"
@@ -133,9 +155,7 @@ class _FileImages(ImageData):
     files: list[Path]
 
     def _open(self, index: int):
-        from PIL import Image
-
-        return Image.open(self.files[index])
+        return open_image(self.files[index], str(self.files[index]))
 
     def describe(self, index: int) -> str:
         return str(self.files[index])
@@ -172,8 +192,12 @@ class ImageFolder(_FileImages):
 
 
 def read_celeba_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:
-    """(file names, attribute names, int8 (N, 40) matrix of ±1) from ``list_attr_celeba.txt``."""
-    lines = path.read_text().splitlines()
+    """(file names, attribute names, int8 (N, 40) matrix of ±1) from ``list_attr_celeba.txt``.
+
+    Every file name must be a plain name (no separator, no ``..``): the images are read from the
+    image folder only.
+    """
+    lines = read_text_file(path, "CelebA's attribute table (list_attr_celeba.txt)").splitlines()
     try:
         count = int(lines[0].strip())
     except (IndexError, ValueError) as err:
@@ -181,7 +205,11 @@ def read_celeba_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray
     names = lines[1].split() if len(lines) > 1 else []
     if not names:
         raise DataFileError(f"{path}: line 2 should list the attribute names, found none")
-    rows = [line.split() for line in lines[2:] if line.strip()]
+    numbered = [(number, line.split()) for number, line in enumerate(lines[2:], 3) if line.strip()]
+    rows = [fields for _, fields in numbered]
+    unsafe = next(((n, r[0]) for n, r in numbered if not plain_file_name(r[0])), None)
+    if unsafe is not None:
+        raise refuse_path_name(path, *unsafe, "img_align_celeba")
     if len(rows) != count:
         raise DataFileError(f"{path}: header says {count} rows, found {len(rows)}")
     bad = next((r for r in rows if len(r) != len(names) + 1), None)
@@ -241,6 +269,7 @@ def _open_lmdb(path: Path) -> Any:
 
     key = path.resolve()
     if key not in _LMDB_ENVIRONMENTS:
+        check_lmdb_size(path)
         try:
             _LMDB_ENVIRONMENTS[key] = lmdb.open(
                 str(path), readonly=True, lock=False, readahead=False, meminit=False,
@@ -282,13 +311,32 @@ class _LMDBImages(ImageData):
             raw = txn.get(b"length")
         if raw is None:
             raise DataFileError(f"{self.path}: expected a b'length' key (Diff-AE layout), none found")
-        try:
-            count = int(raw.decode("utf-8"))
-        except ValueError as err:
-            raise DataFileError(f"{self.path}: b'length' should be an integer, found {raw!r}") from err
+        count = self._count_images(raw)
         self.image_size, self.crop, self.crop_size = config.image_size, config.crop, config.crop_size
         self._first, stop = self._index_range(config, count)
         self._setup(stop - self._first, config.cache)
+
+    def _count_images(self, raw: bytes) -> int:
+        """The image count ``b"length"`` stores: a positive integer, at most the number of the
+        LMDB's other entries (so a bad length is refused before anything is allocated for it)."""
+        stored = self._env.stat()["entries"] - 1
+        try:
+            count = int(raw.decode("utf-8"))
+        except ValueError as err:
+            raise DataFileError(
+                f"{self.path}: b'length' should be an integer, found {raw[:40]!r}"
+            ) from err
+        if count < 1:
+            raise DataFileError(
+                f"{self.path}: b'length' says {count} images; expected a positive count: the LMDB "
+                "is damaged or not a Diff-AE dataset"
+            )
+        if count > stored:
+            raise DataFileError(
+                f"{self.path}: b'length' says {count} images, but the LMDB holds only {stored} "
+                "other entries: the LMDB is incomplete (copy it again) or not a Diff-AE dataset"
+            )
+        return count
 
     def _index_range(self, config: Any, count: int) -> tuple[int, int]:
         """The stored indices this dataset exposes: [start, stop) (all of them by default)."""
@@ -301,13 +349,11 @@ class _LMDBImages(ImageData):
         return f"{self.path} key {self.key(index).decode()}"
 
     def _open(self, index: int):
-        from PIL import Image
-
         with self._env.begin() as txn:
             value = txn.get(self.key(index))
         if value is None:
             raise DataFileError(f"{self.path}: key {self.key(index)!r} missing (length says {len(self)})")
-        return Image.open(io.BytesIO(value))
+        return open_image(io.BytesIO(value), self.describe(index))
 
 
 @DATASETS.register("celeba_lmdb")
@@ -405,10 +451,15 @@ LFW_PATTERN = re.compile(r"(.+)_(\d+)")
 
 
 def read_lfw_attributes(path: Path) -> tuple[list[str], dict[tuple[str, int], np.ndarray]]:
-    """Attribute names and {(person, imagenum): float32 scores} from ``lfw_attributes.txt``."""
+    """Attribute names and {(person, imagenum): float32 scores} from ``lfw_attributes.txt``.
+
+    Person names must be plain names (no separator, no ``..``); they are matched against the
+    image folder's entries, never joined into a path.
+    """
     header: list[str] | None = None
     table: dict[tuple[str, int], np.ndarray] = {}
-    for line in path.read_text().splitlines():
+    text = read_text_file(path, "LFW's attribute table (lfw_attributes.txt)")
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         if line.startswith("#"):
@@ -419,6 +470,8 @@ def read_lfw_attributes(path: Path) -> tuple[list[str], dict[tuple[str, int], np
         if header is None:
             raise DataFileError(f"{path}: data before the '#\\tperson\\timagenum...' header line")
         fields = line.split("\t")
+        if not plain_file_name(fields[0]):
+            raise refuse_path_name(path, number, fields[0], "the LFW image folder")
         if len(fields) != len(header):
             raise DataFileError(
                 f"{path}: expected {len(header)} tab-separated fields, found {len(fields)} in "

@@ -22,7 +22,10 @@ import numpy as np
 from disentkit.data.base import StoredGrid
 from disentkit.data.files import (
     FILES,
+    REDOWNLOAD,
     DataFileError,
+    NpzArchive,
+    expect_array,
     explicit_path,
     load_npy,
     require,
@@ -39,67 +42,49 @@ SIZES = {
 }
 
 
-def _npy_header(stream) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(stream)
-    return np.lib.format.read_array_header_2_0(stream)
-
-
-def _check_header(path: Path, shape, fortran, dtype, expected: tuple[int, ...]) -> None:
-    if tuple(shape) != expected or np.dtype(dtype) != np.uint8 or fortran:
-        raise DataFileError(
-            f"{path}: 'images' should be uint8 C-ordered of shape {expected}, found "
-            f"{np.dtype(dtype)} of shape {tuple(shape)}{' (Fortran order)' if fortran else ''}"
-        )
-
-
-def open_npz_member(path: Path, key: str, expected: tuple[int, ...], cache: Path) -> np.ndarray:
-    """A read-only memmap of npz member ``key`` (in place if stored, else via an npy cache)."""
-    if cache.exists():
-        return load_npy(cache, expected, mmap=True)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise DataFileError(f"{path}: not a readable npz/zip file ({err}); download it again") from err
-    with archive:
-        name = f"{key}.npy"
-        if name not in archive.namelist():
-            raise DataFileError(f"{path}: expected key '{key}', found {archive.namelist()}")
-        info = archive.getinfo(name)
-        with archive.open(info) as member:
-            shape, fortran, dtype = _npy_header(member)
-            _check_header(path, shape, fortran, dtype, expected)
-            header_bytes = member.tell() if info.compress_type == zipfile.ZIP_STORED else None
-            if header_bytes is None:
-                total = int(np.prod(expected))
-                with temporary_path(cache) as tmp:
-                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=expected)
-                    flat = out.reshape(-1)
-                    done, chunk = 0, 64 << 20
-                    try:
-                        while done < total:
-                            block = member.read(min(chunk, total - done))
-                            if not block:
-                                break
-                            flat[done : done + len(block)] = np.frombuffer(block, np.uint8)
-                            done += len(block)
-                    except (zipfile.BadZipFile, OSError, EOFError) as err:
-                        raise DataFileError(f"{path}: corrupt member '{name}' ({err})") from err
-                    if done != total:
-                        raise DataFileError(f"{path}: '{name}' is truncated ({done} of {total} bytes)")
-                    out.flush()
-                    del out, flat
-                return load_npy(cache, expected, mmap=True)
-    # stored member: data begins after the local file header, its name/extra fields, the npy header
+def _in_place(path: Path, archive: NpzArchive, key: str, data_start: int, expected) -> np.ndarray:
+    """A read-only memmap of a stored (uncompressed) member, in place inside the zip file: its
+    data begins after the local file header, its name and extra fields, and the npy header."""
+    info = archive.info(key)
     with open(path, "rb") as f:
         f.seek(info.header_offset)
         local = f.read(30)
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-    offset = info.header_offset + 30 + name_len + extra_len + header_bytes
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        raise DataFileError(f"{path}: the zip entry of '{key}' is damaged; {REDOWNLOAD}")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    offset = info.header_offset + 30 + name_len + extra_len + data_start
     if offset + int(np.prod(expected)) > path.stat().st_size:
-        raise DataFileError(f"{path}: truncated: the images end past the end of the file")
+        raise DataFileError(f"{path}: truncated: the images end past the end of the file; {REDOWNLOAD}")
     return np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=expected)
+
+
+def _convert(archive: NpzArchive, key: str, stream, expected, cache: Path) -> np.ndarray:
+    """Stream a compressed member once into the ``.npy`` cache (temporary file, then rename)."""
+    with temporary_path(cache) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=expected)
+        archive.fill(stream, key, out)
+        out.flush()
+        del out
+    return load_npy(cache, expected, mmap=True)
+
+
+def open_npz_member(path: Path, key: str, expected: tuple[int, ...], cache: Path) -> np.ndarray:
+    """A read-only memmap of npz member ``key`` (in place if stored, else via an npy cache),
+    read with pickling off; its npy header must say uint8, C order, ``expected`` shape."""
+    if cache.exists():
+        return load_npy(cache, expected, mmap=True)
+    with NpzArchive(path, (key,)) as archive:
+        with archive.member(key) as (stream, shape, fortran, dtype):
+            expect_array(path, key, expected, np.uint8, shape, dtype)
+            if fortran:
+                raise DataFileError(
+                    f"{path}: '{key}' is stored in Fortran order; expected C order (the published "
+                    "files are): download the original file"
+                )
+            if archive.info(key).compress_type != zipfile.ZIP_STORED:
+                return _convert(archive, key, stream, expected, cache)
+            data_start = stream.tell()
+        return _in_place(path, archive, key, data_start, expected)
 
 
 @DATASETS.register("mpi3d")

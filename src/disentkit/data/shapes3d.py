@@ -16,7 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from disentkit.data.base import StoredGrid
-from disentkit.data.files import DataFileError, expect_array, explicit_path, require
+from disentkit.data.files import (
+    REDOWNLOAD,
+    DataFileError,
+    expect_array,
+    explicit_path,
+    h5_dataset,
+    quote_error,
+    read_error,
+    require,
+)
 from disentkit.data.root import resolve_data_root
 from disentkit.registry import DATASETS
 
@@ -47,9 +56,9 @@ class Shapes3D(StoredGrid):
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as err:
-            raise DataFileError(
-                f"{self.path}: not a readable HDF5 file ({err}); it may be truncated, delete it "
-                "and run `disentkit data download shapes3d`"
+            raise read_error(
+                self.path, err, "HDF5 file", "it may be truncated: delete it and run "
+                "`disentkit data download shapes3d`"
             ) from err
         try:
             self._open_images(config.in_memory)
@@ -62,10 +71,11 @@ class Shapes3D(StoredGrid):
         if missing:
             raise DataFileError(
                 f"{self.path}: expected datasets ['images', 'labels'], missing {missing}; found "
-                f"{list(self._file.keys())}"
+                f"{list(self._file.keys())[:10]}"
             )
         n = len(self)
-        images, labels = self._file["images"], self._file["labels"]
+        images = h5_dataset(self._file, "images", self.path)
+        labels = h5_dataset(self._file, "labels", self.path)
         expect_array(self.path, "images", (n, *self.image_shape), np.uint8, images.shape, images.dtype)
         expect_array(self.path, "labels", (n, 6), np.float64, labels.shape, labels.dtype)
         if in_memory:
@@ -76,7 +86,9 @@ class Shapes3D(StoredGrid):
                     stop = min(start + step, n)
                     images.read_direct(self._images, np.s_[start:stop], np.s_[start:stop])
             except OSError as err:
-                raise DataFileError(f"{self.path}: cannot read 'images' ({err})") from err
+                raise DataFileError(
+                    f"{self.path}: cannot read 'images' ({quote_error(err)}); {REDOWNLOAD}"
+                ) from err
             self._file.close()
         else:
             self._images = images

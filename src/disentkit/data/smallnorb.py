@@ -15,6 +15,8 @@ from the passed ``random_state``; the training path uses a generator seeded with
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,15 @@ import numpy as np
 
 from disentkit.data._grid import RandomObservationGrid, resize_stack
 from disentkit.data.base import unit_float
-from disentkit.data.files import FILES, DataFileError, atomic_save_npy, load_npy, require
+from disentkit.data.files import (
+    FILES,
+    DataFileError,
+    atomic_save_npy,
+    load_npy,
+    quote_error,
+    read_error,
+    require,
+)
 from disentkit.data.root import resolve_data_root
 from disentkit.registry import DATASETS
 
@@ -35,31 +45,90 @@ MAGIC = {
 }
 
 
-def read_binary_matrix(path: Path) -> np.ndarray:
-    """Read a NORB binary matrix (``.mat`` or ``.mat.gz``); checks magic and length."""
+#: (shape, dtype) of each file; ``None`` is the number of images (24,300 per split)
+EXPECTED = {
+    "dat": ((None, 2, 96, 96), MAGIC[0x1E3D4C55]),
+    "cat": ((None,), MAGIC[0x1E3D4C54]),
+    "info": ((None, 4), MAGIC[0x1E3D4C54]),
+}
+#: the most dimensions a NORB matrix header may declare (smallNORB's files have 1, 2 and 4)
+MAX_DIMS = 8
+_AGAIN = "delete it and run `disentkit data download smallnorb` again"
+
+
+def _read_up_to(f, size: int, chunk: int = 64 << 20) -> bytes:
+    """At most ``size`` bytes of ``f``, read in chunks (never allocating more than the file has)."""
+    parts, left = [], size
+    while left > 0 and (block := f.read(min(chunk, left))):
+        parts.append(block)
+        left -= len(block)
+    return b"".join(parts)
+
+
+def _read_header(path: Path, f) -> tuple[np.dtype, tuple[int, ...], int]:
+    """(dtype, dims, header length) of a NORB matrix: a known magic, 1 to MAX_DIMS dimensions,
+    none negative (so a bad header is refused before anything is allocated)."""
+    head = f.read(8)
+    if len(head) < 8:
+        raise DataFileError(f"{path}: expected a NORB binary matrix header, found {len(head)} bytes")
+    magic, ndim = (int(v) for v in np.frombuffer(head, "<i4"))
+    if magic not in MAGIC:
+        raise DataFileError(
+            f"{path}: unknown magic {magic & 0xFFFFFFFF:#x}; expected one of "
+            f"{[hex(m) for m in MAGIC]} (a NORB binary matrix)"
+        )
+    if not 1 <= ndim <= MAX_DIMS:
+        raise DataFileError(f"{path}: header says {ndim} dimensions, expected 1 to {MAX_DIMS}; {_AGAIN}")
+    raw = f.read(4 * max(3, ndim))  # fewer than 3 dimensions are padded to 3
+    if len(raw) < 4 * max(3, ndim):
+        raise DataFileError(f"{path}: the header is cut short ({8 + len(raw)} bytes); {_AGAIN}")
+    dims = tuple(int(d) for d in np.frombuffer(raw, "<i4")[:ndim])
+    if min(dims) < 0:
+        raise DataFileError(f"{path}: header says dimensions {dims}, which cannot be negative; {_AGAIN}")
+    return MAGIC[magic], dims, 8 + len(raw)
+
+
+def _check_header(path: Path, dtype: np.dtype, dims: tuple[int, ...], expected: tuple,
+                  max_rows: int | None) -> None:
+    """``expected`` is (shape with ``None`` for any size, dtype); the first size is at most
+    ``max_rows``."""
+    shape, want_dtype = expected
+    fits = len(dims) == len(shape) and all(e is None or e == d for e, d in zip(shape, dims))
+    if not fits or dtype != want_dtype or (max_rows is not None and dims[0] > max_rows):
+        want = tuple("*" if e is None else e for e in shape)
+        rows = f" with at most {max_rows} rows" if max_rows is not None else ""
+        raise DataFileError(
+            f"{path}: header says {dtype} {dims}; expected {want_dtype} {want}{rows}; {_AGAIN}"
+        )
+
+
+def read_binary_matrix(path: Path, expected: tuple | None = None, max_rows: int | None = None) -> np.ndarray:
+    """Read a NORB binary matrix (``.mat`` or ``.mat.gz``).
+
+    The header is checked first (against ``expected`` = (shape, dtype) when given, see
+    :data:`EXPECTED`); then exactly the data it declares is read, and it must end the file.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as err:
-        raise DataFileError(f"{path}: cannot read ({err}); the file may be truncated") from err
-    if len(raw) < 20:
-        raise DataFileError(f"{path}: expected a NORB binary matrix header, found {len(raw)} bytes")
-    magic, ndim = np.frombuffer(raw[:8], "<i4")
-    if int(magic) not in MAGIC:
+            dtype, dims, header = _read_header(path, f)
+            if expected is not None:
+                _check_header(path, dtype, dims, expected, max_rows)
+            size = math.prod(dims) * dtype.itemsize
+            raw = _read_up_to(f, size + 1)
+    except (OSError, EOFError, zlib.error) as err:
+        if isinstance(err, PermissionError) or path.is_dir():
+            raise read_error(path, err, "NORB binary matrix", _AGAIN) from err
         raise DataFileError(
-            f"{path}: unknown magic {int(magic):#x}; expected one of {[hex(m) for m in MAGIC]}"
-        )
-    header = 8 + 4 * max(3, int(ndim))
-    dims = tuple(int(d) for d in np.frombuffer(raw[8 : 8 + 4 * int(ndim)], "<i4"))
-    dtype = MAGIC[int(magic)]
-    expected = header + int(np.prod(dims)) * dtype.itemsize
-    if len(raw) != expected:
+            f"{path}: cannot read ({quote_error(err)}); the file may be truncated: {_AGAIN}"
+        ) from err
+    if len(raw) != size:
+        found = f"{header + len(raw)} bytes" if len(raw) < size else "more bytes"
         raise DataFileError(
-            f"{path}: header says {dtype} {dims} ({expected} bytes), found {len(raw)} bytes "
-            "(truncated or corrupt)"
+            f"{path}: header says {dtype} {dims} ({header + size} bytes), found {found} "
+            f"(truncated or corrupt); {_AGAIN}"
         )
-    return np.frombuffer(raw, dtype, offset=header).reshape(dims)
+    return np.frombuffer(raw, dtype).reshape(dims)
 
 
 @DATASETS.register("smallnorb")
@@ -98,7 +167,7 @@ class SmallNORB(RandomObservationGrid):
                 name = next(k for k in specs if f"-{split}-{kind}" in k)
                 final = root / specs[name].final_path
                 path = final if final.exists() else require("smallnorb", root, specs[name].path)
-                parts[kind] = read_binary_matrix(path)
+                parts[kind] = read_binary_matrix(path, EXPECTED[kind], int(np.prod(self.grid_sizes)))
             dat, cat, info = parts["dat"], parts["cat"], parts["info"]
             m = len(cat)
             if dat.ndim != 4 or dat.shape[:2] != (m, 2) or info.shape != (m, 4):
