@@ -104,7 +104,7 @@ def finish_run(path: Path, config: RunConfig) -> None:
 def load_run(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu") -> LoadedRun:
     """Load a run directory's config and final (or latest) weights; EMA weights when present."""
     from disentkit.builders import build_model
-    from disentkit.training.checkpoint import load_checkpoint
+    from disentkit.training.checkpoint import CHECKPOINT_DIR, CheckpointError, load_latest
     from disentkit.training.ema import EMA
 
     path = Path(path)
@@ -112,10 +112,19 @@ def load_run(path: str | Path, use_ema: bool = True, device: str | torch.device 
     if not config_path.is_file():
         raise FileNotFoundError(f"{path} is not a run directory (no config.yaml)")
     config = load_config_file(config_path)
-    state = load_checkpoint(path / "checkpoints" / "last.pt")
+    # The newest intact checkpoint: last.pt, or prev.pt (with a warning) when last.pt is
+    # missing or fails its checksum; CheckpointError when neither is intact.
+    state, checkpoint = load_latest(path / CHECKPOINT_DIR)
     model = build_model(config, tuple(state["image_shape"]), int(state["dataset_size"]))
-    model.load_state_dict(state["model"])
-    if use_ema and "ema" in state:
-        EMA.copy_into(model, state["ema"])
+    try:
+        model.load_state_dict(state["model"])
+        if use_ema and "ema" in state:
+            EMA.copy_into(model, state["ema"])
+    except (RuntimeError, KeyError) as err:  # config.yaml edited to another architecture
+        first = (str(err).splitlines() or [repr(err)])[0][:300]
+        raise CheckpointError(
+            f"{checkpoint} does not fit the model {config_path} describes ({first}); restore the "
+            "run's model settings in config.yaml"
+        ) from err
     model.to(device).eval()
     return LoadedRun(model=model, config=config, path=path)

@@ -17,7 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("overrides", nargs="*", help="preset=NAME and key=value overrides")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue a run from its newest intact checkpoint (last.pt, else "
+                             "prev.pt); overrides that change the model's shape are refused, "
+                             "optimiser settings (optim.lr, ...) given or edited win over the saved ones")
     parser.add_argument("--data-root", help="directory holding dataset files (also DISENTKIT_DATA)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.set_defaults(handler=run)

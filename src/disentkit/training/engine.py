@@ -3,7 +3,19 @@
 One step: draw indices -> uint8 batch -> device -> float -> ``model.training_losses`` -> one
 backward -> per-optimiser gradient clipping and step -> LR schedules -> EMA. Logging every
 ``log.every`` steps to ``metrics.jsonl`` (and TensorBoard), checkpoints every
-``train.checkpoint_every`` steps and at the end, written atomically.
+``train.checkpoint_every`` steps and at the end, written atomically with a checksum; the one before
+is kept as ``prev.pt`` (:mod:`disentkit.training.checkpoint`).
+
+"Last good" checkpoint: the state at step ``k`` is serialised at the step boundary but written only
+once the loss of step ``k`` (computed from exactly those weights) is finite, so a NaN stop never
+leaves behind a checkpoint taken after the exploding update. Checkpoints written without a next
+step (end of run, stop signal) are written only when every weight is finite.
+
+Resume loads the newest intact checkpoint and checks that it fits the (possibly overridden) config
+before anything in the run folder is written. Learning rate, betas, eps and weight decay come
+from the config: when they differ from the checkpoint's optimiser state, the config wins and a
+note says so (the advice of the NaN stop relies on this); ``train.grad_clip`` is always read from
+the config.
 
 Exact resume: a checkpoint holds the model, every optimiser and schedule, the EMA, the batch
 sampler's generator and every process's torch RNG state, taken at a step boundary. Resuming from
@@ -22,14 +34,28 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
 from disentkit.builders import build_dataset, build_model, image_shape_of, to_model_input
-from disentkit.config import RunConfig, save_config
+from disentkit.config import RunConfig
 from disentkit.models.base import Model, OptimiserSpec
-from disentkit.training.checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from disentkit.training.checkpoint import (
+    CHECKPOINT_DIR,
+    LAST,
+    PREVIOUS,
+    CheckpointError,
+    DiskFullError,
+    encode_checkpoint,
+    is_disk_full,
+    load_latest,
+    remove_orphaned_temporaries,
+    warn,
+    write_checkpoint,
+    write_text_atomic,
+    write_text_best_effort,
+)
 from disentkit.training.cpu_memory import tune_glibc_malloc
 from disentkit.training.distributed import (
     close_process_group,
@@ -46,7 +72,36 @@ PRECISION = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint was kept."""
+    """The loss (or, at a checkpoint without a next step, a weight) became NaN or infinite; the
+    last good checkpoint was kept."""
+
+
+#: the optimiser settings a config sets; on resume the config's values replace the checkpoint's
+_CONFIGURED = ("lr", "betas", "eps", "weight_decay")
+
+
+def _note(message: str) -> None:
+    from disentkit.training.distributed import is_global_zero
+
+    if is_global_zero():
+        print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def _plain(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Dotted config keys whose value differs between two config dicts."""
+    from disentkit.viz.report import flatten_leaves
+
+    a, b = flatten_leaves(before), flatten_leaves(after)
+    return sorted(k for k in a.keys() | b.keys() if _plain(a.get(k)) != _plain(b.get(k)))
+
+
+def _listed(items: list[str], limit: int = 4) -> str:
+    """``a, b, c`` with at most ``limit`` items shown (messages stay one bounded line)."""
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def _make_optimiser(spec: OptimiserSpec, config: RunConfig) -> torch.optim.Optimizer:
@@ -99,6 +154,8 @@ class Trainer:
             precision=PRECISION[train.precision],
         )
         self._stop_requested = False
+        #: the step of the newest checkpoint on disk (None: none yet)
+        self._saved_step: int | None = None
 
     # ------------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -121,9 +178,9 @@ class Trainer:
         self.model, self.optimisers = wrapped[0], list(wrapped[1:])
         self.model.mark_forward_method("training_losses")
         self.raw_model: Model = self.model.module
-        multiplier = lr_multiplier(config.schedule, config.train.steps)
+        self.multiplier = lr_multiplier(config.schedule, config.train.steps)
         self.schedulers = [
-            torch.optim.lr_scheduler.LambdaLR(opt.optimizer, multiplier) for opt in self.optimisers
+            torch.optim.lr_scheduler.LambdaLR(opt.optimizer, self.multiplier) for opt in self.optimisers
         ]
         self.ema = (
             EMA(self.raw_model, config.train.ema_decay, config.train.ema_modules)
@@ -149,6 +206,8 @@ class Trainer:
             "schedulers": [s.state_dict() for s in self.schedulers],
             "sampler": self.sampler.state_dict(),
             "torch_rng": rngs.reshape(self.fabric.world_size, -1),
+            # recorded so that a resume can say when the config changed it
+            "grad_clip": self.config.train.grad_clip,
         }
         if torch.cuda.is_available() and self.fabric.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.fabric.device)
@@ -157,7 +216,11 @@ class Trainer:
         return state
 
     def _load_state(self, state: dict[str, Any]) -> None:
+        configured = self._configured_settings()
         self.raw_model.load_state_dict(state["model"])
+        if len(state["optimisers"]) != len(self.optimisers):
+            raise ValueError(f"the checkpoint has {len(state['optimisers'])} optimisers, the "
+                             f"config's model {len(self.optimisers)}")
         for opt, opt_state in zip(self.optimisers, state["optimisers"]):
             opt.optimizer.load_state_dict(opt_state)
         for sched, sched_state in zip(self.schedulers, state["schedulers"]):
@@ -177,18 +240,142 @@ class Trainer:
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         self.step = int(state["step"])
+        self._apply_configured_settings(configured, state)
 
-    def save_checkpoint(self, name: str = "last.pt") -> None:
-        state = self._state()  # all ranks take part in the RNG gather
+    def _configured_settings(self) -> list[list[dict[str, Any]]]:
+        """Per optimiser and parameter group, the settings the config asks for (``lr`` is the
+        schedule's base rate)."""
+        return [
+            [{**{k: group[k] for k in _CONFIGURED if k in group}, "lr": base}
+             for group, base in zip(opt.optimizer.param_groups, sched.base_lrs)]
+            for opt, sched in zip(self.optimisers, self.schedulers)
+        ]
+
+    def _apply_configured_settings(self, configured: list[list[dict[str, Any]]],
+                                   state: dict[str, Any]) -> None:
+        """Let the config's optimiser settings win over the loaded optimiser state (a user who
+        lowered optim.lr after a NaN stop gets the lower rate), with a note naming the changes."""
+        changes = []
+        for i, (opt, sched, wanted) in enumerate(zip(self.optimisers, self.schedulers, configured)):
+            groups = opt.optimizer.param_groups
+            saved = [{**{k: g[k] for k in _CONFIGURED if k in g}, "lr": base}
+                     for g, base in zip(groups, sched.base_lrs)]
+            if [{k: _plain(v) for k, v in g.items()} for g in saved] == \
+                    [{k: _plain(v) for k, v in g.items()} for g in wanted]:
+                continue
+            for j, (group, old, new) in enumerate(zip(groups, saved, wanted)):
+                changes += [f"{k} {_plain(old.get(k))} -> {_plain(v)} (optimiser {i}, group {j})"
+                            for k, v in new.items() if _plain(old.get(k)) != _plain(v)]
+                group.update({k: v for k, v in new.items() if k != "lr"})
+                group["initial_lr"] = new["lr"]
+                group["lr"] = new["lr"] * self.multiplier(sched.last_epoch)
+            sched.base_lrs = [g["lr"] for g in wanted]
+            sched._last_lr = [g["lr"] for g in groups]  # what get_last_lr() reports
+        if changes:
+            _note(f"the config's optimiser settings replace the checkpoint's: {_listed(changes)}")
+        saved_clip = state.get("grad_clip", self.config.train.grad_clip)
+        if saved_clip != self.config.train.grad_clip:
+            _note(f"train.grad_clip {saved_clip} -> {self.config.train.grad_clip} (from the config)")
+
+    def _resume(self) -> Path | None:
+        """Load the newest intact checkpoint, refusing one that does not fit the config; nothing
+        in the run folder is written here. Returns the damaged last.pt fallen back from, if any."""
+        directory = self.run_dir / CHECKPOINT_DIR
+        state, path = load_latest(directory)
+        self._check_model_fits(state["model"], path)
+        try:
+            self._load_state(state)
+        except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as err:
+            keys = self._changed_config_keys()
+            changed = f" (the config changes {_listed(keys)})" if keys else ""
+            raise CheckpointError(
+                f"cannot resume {self.run_dir} from {path}{changed}: "
+                f"{(str(err).splitlines() or [repr(err)])[0][:300]}; nothing in the run folder was changed"
+            ) from err
+        self._saved_step = self.step
+        damaged = directory / LAST
+        return damaged if path.name != LAST and damaged.exists() else None
+
+    def _changed_config_keys(self) -> list[str]:
+        """The config keys this run's config changes against its config.yaml."""
+        import yaml
+
+        try:
+            before = yaml.safe_load((self.run_dir / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return []
+        return _changed_keys(before, self.config.to_dict()) if isinstance(before, dict) else []
+
+    def _check_model_fits(self, saved: dict[str, torch.Tensor], path: Path) -> None:
+        """CheckpointError naming the config keys when the config builds a differently shaped model."""
+        expected = self.raw_model.state_dict()
+        problems = [f"{k} {list(saved[k].shape)} -> {list(v.shape)}" for k, v in expected.items()
+                    if k in saved and tuple(saved[k].shape) != tuple(v.shape)]
+        problems += [f"{k} is new" for k in expected if k not in saved]
+        problems += [f"{k} is gone" for k in saved if k not in expected]
+        if problems:
+            keys = [k for k in self._changed_config_keys() if k.split(".")[0] in ("model", "data")]
+            what = f"changing {_listed(keys)}" if keys else "the config"
+            raise CheckpointError(
+                f"cannot resume {self.run_dir}: {what} changes the model's shape against {path} "
+                f"({_listed(problems, 3)}); a resumed run keeps its model: drop those overrides "
+                "(nothing in the run folder was changed), or train a new run with another name="
+            )
+
+    def _snapshot(self) -> list[bytes] | None:
+        """The encoded training state now (every rank takes part in the RNG gather; rank 0 encodes)."""
+        state = self._state()
+        return encode_checkpoint(state) if self.fabric.is_global_zero else None
+
+    def _write_snapshot(self, chunks: list[bytes] | None, step: int) -> None:
         if self.fabric.is_global_zero:
-            save_atomic(state, self.run_dir / "checkpoints" / name)
+            assert chunks is not None
+            write_checkpoint(chunks, self.run_dir / CHECKPOINT_DIR)
         self.fabric.barrier()
+        self._saved_step = step
 
-    def _write_summary(self, status: str, **extra: Any) -> None:
+    def save_checkpoint(self, chunks: list[bytes] | None = None) -> None:
+        """Write the state of this step boundary (``chunks`` when already encoded) as last.pt,
+        unless a weight is not finite: nothing checks these weights with a next step."""
+        finite = torch.stack([torch.isfinite(p.detach()).all() for p in self.raw_model.parameters()])
+        finite = finite.all().float()
+        if self.fabric.world_size > 1:
+            finite = self.fabric.all_reduce(finite, reduce_op="min")
+        if finite.item() < 1.0:
+            self._stop_non_finite(f"the update of step {self.step - 1} made some weights non-finite")
+        self._write_snapshot(chunks if chunks is not None else self._snapshot(), self.step)
+
+    def _stop_non_finite(self, what: str) -> NoReturn:
+        """Mark the run failed and raise the NaN stop, with advice that works."""
+        self._write_summary("failed", best_effort=True, error=what[:300])
+        run_dir, lr = self.run_dir, self.config.optim.lr
+        lower = f"optim.lr={lr / 10:g}"
+        now_clip = self.config.train.grad_clip
+        clip = f"a smaller train.grad_clip (now {now_clip:g})" if now_clip else \
+            "train.grad_clip set (e.g. train.grad_clip=1.0)"
+        if self._saved_step is None:
+            where = (f"no checkpoint was written yet (the first was due at step "
+                     f"{self.config.train.checkpoint_every}), so nothing is lost: run the same "
+                     f"`disentkit train` command again with a lower learning rate, e.g. adding "
+                     f"{lower} (now {lr:g}), or with {clip}, or check the data")
+        else:
+            where = (f"the last good checkpoint, {run_dir / CHECKPOINT_DIR / LAST} (step "
+                     f"{self._saved_step}), is kept: resume with a lower learning rate, e.g. "
+                     f"`disentkit train --resume {run_dir} {lower}` (now {lr:g}), or with {clip}, "
+                     f"given like that or set in {run_dir / 'config.yaml'} (the resumed run uses "
+                     "the config's values), or check the data")
+        raise NonFiniteLossError(f"{what}. Training stopped; {where}.")
+
+    def _write_summary(self, status: str, best_effort: bool = False, **extra: Any) -> None:
+        """Write summary.json; ``best_effort`` (a run that is failing) never raises an OSError."""
         if not self.fabric.is_global_zero:
             return
         summary = {"status": status, "step": self.step, "steps": self.config.train.steps, **extra}
-        write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+        text = json.dumps(summary, indent=2)
+        if best_effort:
+            write_text_best_effort(self.run_dir / "summary.json", text)
+        else:
+            write_text_atomic(self.run_dir / "summary.json", text)
 
     def _request_stop(self, signum: int, frame: Any) -> None:  # pragma: no cover - signal path
         self._stop_requested = True
@@ -196,27 +383,48 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     def fit(self) -> Path:
         self._setup()
-        fabric, config = self.fabric, self.config
-        if fabric.is_global_zero:
-            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            save_config(config, self.run_dir / "config.yaml")
-        fabric.barrier()
-        if self.resume:
-            checkpoint = self.run_dir / "checkpoints" / "last.pt"
-            if checkpoint.exists():
-                self._load_state(load_checkpoint(checkpoint))
-        loggers: list[Any] = []
-        if fabric.is_global_zero:
-            loggers.append(JsonlLogger(self.run_dir / "metrics.jsonl", self.step if self.resume else None))
-            if config.log.tensorboard:
-                loggers.append(TensorBoardLogger(self.run_dir / "tensorboard"))
-        previous_handlers: dict[int, Any] = {}
-        if sys.platform != "win32" and _in_main_thread():
-            # SLURM sends SIGUSR1/SIGTERM before pre-emption: checkpoint at the next step boundary.
-            for sig in (signal.SIGUSR1, signal.SIGTERM):
-                previous_handlers[sig] = signal.signal(sig, self._request_stop)
-        self._write_summary("running")
+        # Everything that can refuse the resume happens before the run folder is touched.
+        damaged = self._resume() if self.resume else None
         try:
+            self._prepare_folder(damaged)
+            self._fit_loop()
+        except NonFiniteLossError:
+            raise  # summary.json already says why
+        except BaseException as err:
+            self._fail(err)
+        return self.run_dir
+
+    def _prepare_folder(self, damaged: Path | None) -> None:
+        import yaml
+
+        if self.fabric.is_global_zero:
+            for path in remove_orphaned_temporaries(self.run_dir):
+                _note(f"removed {path}, a temporary file left by a process killed while writing it")
+            if damaged is not None:
+                # Out of the way, so the next checkpoint does not rotate it into prev.pt.
+                aside = damaged.with_name(LAST + ".damaged")
+                damaged.replace(aside)
+                warn(f"the damaged checkpoint was moved to {aside}")
+            (self.run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.run_dir / "config.yaml",
+                              yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        self.fabric.barrier()
+
+    def _fit_loop(self) -> None:
+        fabric, config = self.fabric, self.config
+        loggers: list[Any] = []
+        previous_handlers: dict[int, Any] = {}
+        try:
+            if fabric.is_global_zero:
+                loggers.append(JsonlLogger(self.run_dir / "metrics.jsonl",
+                                           self.step if self.resume else None))
+                if config.log.tensorboard:
+                    loggers.append(TensorBoardLogger(self.run_dir / "tensorboard"))
+            if sys.platform != "win32" and _in_main_thread():
+                # SLURM sends SIGUSR1/SIGTERM before pre-emption: checkpoint at the next step boundary.
+                for sig in (signal.SIGUSR1, signal.SIGTERM):
+                    previous_handlers[sig] = signal.signal(sig, self._request_stop)
+            self._write_summary("running")
             self._loop(loggers)
         finally:
             for logger in loggers:
@@ -225,7 +433,24 @@ class Trainer:
             # handlers so a SIGTERM during the end-of-run evaluation (or in a notebook) ends the process.
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
-        return self.run_dir
+
+    def _fail(self, err: BaseException) -> NoReturn:
+        """Mark the run failed in summary.json (best effort: the disk may be full) and raise;
+        a full disk becomes one line saying what was kept and how to go on."""
+        reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}"
+        self._write_summary("failed", best_effort=True, error=reason)
+        if not is_disk_full(err):
+            raise err
+        where = getattr(err, "filename", None) or self.run_dir
+        if self._saved_step is None:
+            kept = "no checkpoint was written yet; free some space and run the same command again"
+        else:
+            kept = (f"its last checkpoint (step {self._saved_step}) is intact; free some space and "
+                    f"resume with `disentkit train --resume {self.run_dir}`")
+        raise DiskFullError(
+            f"no space left on the device writing {where} at step {self.step}: training stopped "
+            f"and {self.run_dir / 'summary.json'} says failed; {kept}"
+        ) from err
 
     def _loop(self, loggers: list[Any]) -> None:
         fabric, config = self.fabric, self.config
@@ -234,6 +459,10 @@ class Trainer:
         value_max = getattr(self.data, "value_max", 255)
         progress = _Progress(steps, self.step, enabled=fabric.is_global_zero and config.log.progress)
         window_start, window_images = time.perf_counter(), 0
+        # The state at a checkpoint step, encoded at the step boundary and written once that
+        # step's loss is known to be finite (so "last good" really is good).
+        pending: list[bytes] | None = None
+        has_pending = False
         model.train()
         while self.step < steps:
             indices = self.sampler.next_indices(fabric.global_rank, fabric.world_size)
@@ -245,14 +474,12 @@ class Trainer:
             if fabric.world_size > 1:
                 finite = fabric.all_reduce(finite, reduce_op="min")
             if finite.item() < 1.0:
-                self._write_summary("failed", error=f"non-finite loss at step {self.step}")
-                terms = {k: float(v) for k, v in _scalars(losses).items() if v.numel() == 1}
-                raise NonFiniteLossError(
-                    f"the loss became {float(loss.detach())} at step {self.step} (terms: {terms}). Training "
-                    f"stopped; the last good checkpoint is kept in {self.run_dir / 'checkpoints'}. "
-                    "Lower optim.lr, set train.grad_clip, or check the data; resume with "
-                    f"`disentkit train --resume {self.run_dir}` after changing config.yaml."
-                )
+                progress.close()
+                self._stop_non_finite(_non_finite_message(loss, losses, self.step))
+            if has_pending:
+                self._write_snapshot(pending, self.step)
+                pending, has_pending = None, False
+                self._write_summary("running")
             fabric.backward(loss)
             for opt in self.optimisers:
                 if config.train.grad_clip:
@@ -279,16 +506,22 @@ class Trainer:
                 progress.update(self.step, record)
                 window_start, window_images = time.perf_counter(), 0
             if self.step % config.train.checkpoint_every == 0 and self.step < steps:
-                self.save_checkpoint()
-                self._write_summary("running")
+                pending, has_pending = self._snapshot(), True
             if self._stop_requested:
-                self.save_checkpoint()
+                self.save_checkpoint(pending)
                 self._write_summary("interrupted")
                 progress.close()
                 return
         progress.close()
         self.save_checkpoint()
         self._write_summary("finished")
+
+
+def _non_finite_message(loss: torch.Tensor, losses: dict[str, torch.Tensor], step: int) -> str:
+    """``the loss became nan at step N (non-finite terms: ...)``, bounded in length."""
+    bad = [k for k, v in _scalars(losses).items() if v.numel() == 1 and not torch.isfinite(v)]
+    return (f"the loss became {float(loss.detach())} at step {step} (non-finite terms: "
+            f"{_listed(bad, 6) or 'none'})")
 
 
 def _in_main_thread() -> bool:
@@ -331,7 +564,7 @@ class _Progress:
 def run_training(config: RunConfig, run_dir: Path | None = None, resume: bool = False) -> Path:
     """Train ``config`` into ``run_dir`` (default ``out_dir/run_name``) and return the directory."""
     run_dir = Path(run_dir) if run_dir is not None else Path(config.out_dir) / config.run_name
-    if not resume and (run_dir / "checkpoints" / "last.pt").exists():
+    if not resume and any((run_dir / CHECKPOINT_DIR / n).exists() for n in (LAST, PREVIOUS)):
         raise FileExistsError(
             f"{run_dir} already holds a run; resume it with `disentkit train --resume {run_dir}`, "
             "or choose another name=/out_dir="
