@@ -6,7 +6,8 @@ generator rendering on demand, measure batches of 64 per second through ``uint8_
 compare with a naive per-item baseline (one ``uint8_from_indices`` call per image, then stack)
 in the same run. Writes ``benchmarks/results/data_sampling.json``.
 
-Usage: ``python benchmarks/data_sampling.py [--data-dir /work/shared/data]``
+Usage: ``python benchmarks/data_sampling.py [--data-dir DIR]`` (default ``<data root>/dsprites``, where
+``disentkit data download dsprites_small`` puts ``dsprites_downsampled.npz``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 
 from disentkit.data.base import ArrayGroundTruthData
 from disentkit.data.procedural import ProceduralSprites
+from disentkit.data.root import resolve_data_root
 
 OUT = Path(__file__).resolve().parent / "results" / "data_sampling.json"
 
@@ -58,7 +60,7 @@ def _measure(name: str, data, batch: int = 64) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data-dir", default="/work/shared/data")
+    parser.add_argument("--data-dir", default=str(resolve_data_root() / "dsprites"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     small = Path(args.data_dir) / "dsprites_downsampled.npz"

@@ -15,7 +15,8 @@ torch.set_num_threads(1)
 
 @pytest.fixture
 def shared_data() -> Path:
-    """The small real dSprites files, when this checkout sits next to shared/data."""
+    """The small real dSprites files of colleenjg/neuromatch_ssl_tutorial, when a development
+    checkout has them beside it (tests that need them skip otherwise)."""
     if not (SHARED_DATA / "dsprites_downsampled.npz").exists():
-        pytest.skip("real dSprites files (../shared/data) are not present")
+        pytest.skip("real dSprites files (dsprites_downsampled.npz, dsprites_subset.npz) are not present")
     return SHARED_DATA

@@ -1,4 +1,4 @@
-"""The four CFASL models (specs/vae_methods.md §4.8): objective wiring, pairing, optimiser groups,
+"""The four CFASL models (GIST-IRR/CFASL ``models/group*.py``): objective wiring, pairing, optimiser groups,
 reference-quirk options, smoke presets through the CLI, and mFVM on a trained run."""
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def test_smoke_preset_trains_through_the_cli(name, tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows and all(math.isfinite(r["loss"]) for r in rows)
     assert all(0.0 <= r["switch_target_on"] <= 1.0 for r in rows)
-    # both pseudo-labels occur (spec §8.2): some pair dimensions differ by more than th, some not
+    # both pseudo-labels occur: some pair dimensions differ by more than th, some not
     assert any(0.0 < r["switch_target_on"] < 1.0 for r in rows)
     assert (run / "checkpoints" / "last.pt").is_file()
 

@@ -1,5 +1,5 @@
-"""CFASL's symmetry codebook, its regularisers and the composite symmetry (specs/vae_methods.md
-§4.8): group-action algebra, hand-built zero/positive cases, exactness of the fast forms against
+"""CFASL's symmetry codebook, its regularisers and the composite symmetry (Jung, Jeong & Kim
+2024): group-action algebra, hand-built zero/positive cases, exactness of the fast forms against
 their definitions, and the switch pseudo-labels."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Dataset loaders on small fixtures written in the real file formats (specs/datasets.md §1).
+"""Dataset loaders on small fixtures written in the real file formats.
 
 Fixed-size grids (3D Shapes, MPI3D, Cars3D, smallNORB) are exercised through subclasses with
 smaller factor sizes; the parsing, ordering and validation code is the one the real files use.

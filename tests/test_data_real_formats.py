@@ -1,5 +1,5 @@
 """Every file-backed dataset loaded through the registry and a run config from a tiny fixture
-written in its real on-disk format (specs/datasets.md §1, §3).
+written in its real on-disk format.
 
 Each test writes the files where the data root expects them (real names, keys, dtypes, headers,
 image sizes and on-disk orderings), builds the dataset with ``build_dataset`` exactly as a run

@@ -42,7 +42,7 @@ def test_registered_with_3dshapes_factor_layout_and_index_round_trip() -> None:
     assert data.factor_sizes == (10, 10, 10, 8, 4, 15)
     assert len(data) == 480000 and data.value_max == 255
     assert data.observation_shape == (64, 64, 3)
-    # orientation fastest: index = classes @ [48000, 4800, 480, 60, 15, 1] (specs §1, get_index)
+    # orientation fastest: index = classes @ [48000, 4800, 480, 60, 15, 1] (deepmind/3d-shapes ``get_index``)
     factors = data.sample_factors(500, np.random.RandomState(0))
     index = data.factors_to_index(factors)
     np.testing.assert_array_equal(index, factors @ np.array([48000, 4800, 480, 60, 15, 1]))

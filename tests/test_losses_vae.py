@@ -1,4 +1,4 @@
-"""Loss terms of the VAE family against hand-computed values (specs/vae_methods.md §2, §4)."""
+"""Loss terms of the VAE family against hand-computed values."""
 
 from __future__ import annotations
 

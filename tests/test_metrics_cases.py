@@ -1,4 +1,4 @@
-"""Hand-checked cases for every metric (specs/metrics.md): perfect, permuted/rescaled, entangled,
+"""Hand-checked cases for every metric (disentanglement_lib semantics): perfect, permuted/rescaled, entangled,
 noise, constant and duplicated codes; invariances; small values computed by hand; edge cases;
 determinism; the reference quirks and their named fixes; the attribute suite."""
 
@@ -81,7 +81,7 @@ def test_beta_vae_cases(data):
     kw = {"num_train": 200, "num_eval": 100}
     for rep in (P, permuted_rep, duplicated_rep, constant_rep):
         assert beta_vae(data, rep, rs(), **kw)["eval_accuracy"] == 1.0
-    # spec §2.6: saturates for an entangled (rotated) code, far above its FactorVAE score
+    # saturates for an entangled (rotated) code, far above its FactorVAE score
     assert beta_vae(data, rotated_rep, rs(), **kw)["eval_accuracy"] > 0.9
     assert beta_vae(data, noise_rep, rs(), **kw)["eval_accuracy"] < 0.7
 
@@ -176,7 +176,7 @@ def test_sap_continuous_by_hand():
 def test_sap_cases(data):
     kw = {"num_train": 400, "num_test": 200}
     perfect = sap(data, P, rs(), **kw)
-    # discrete SAP of a perfect code is low (1-D heavily regularised SVC; spec §2.3, §7)
+    # discrete SAP of a perfect code is low (1-D heavily regularised SVC, as in dlib)
     assert 0.2 < perfect["SAP_score"] < 0.6
     assert sap(data, duplicated_rep, rs(), **kw)["SAP_score"] == 0.0
     assert sap(data, noise_rep, rs(), **kw)["SAP_score"] < 0.1
@@ -255,7 +255,7 @@ def test_modularity_explicitness_cases(data):
     c = modularity_explicitness(data, constant_rep, rs(), drop_constant_codes=True, **kw)
     assert c["modularity_score"] == pytest.approx(0.75 * p["modularity_score"], abs=1e-12)
     assert c["explicitness_score_test"] == pytest.approx(p["explicitness_score_test"], abs=1e-9)
-    # noise: modularity does not penalise it (spec §2.7), explicitness does
+    # noise: modularity does not penalise it, explicitness does
     n = modularity_explicitness(data, noise_rep, rs(), **kw)
     assert n["explicitness_score_test"] < 0.8 and n["modularity_score"] > 0.3
 

@@ -47,7 +47,7 @@ def test_architectures_shapes(arch: str, size: int, channels: int) -> None:
 
 
 def test_dlib_parameter_counts_match_reference() -> None:
-    # specs/vae_methods.md §1.1: encoder 383k (4x4) / 309k (dlib 2x2), decoder 381k (C = 1).
+    # dlib conv_encoder/deconv_decoder: encoder 383k (4x4) / 309k (dlib 2x2), decoder 381k (C = 1).
     betavae = MODELS.get("betavae")
     k4 = betavae(from_dict(betavae.Config, {}), (1, 64, 64))
     k2 = betavae(from_dict(betavae.Config, {"dlib_kernel2": True}), (1, 64, 64))

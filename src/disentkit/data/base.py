@@ -4,7 +4,7 @@ Every dataset with known factors of variation is a *complete factor grid*: one i
 tuple, stored row-major with the last factor varying fastest. Images stay ``uint8`` (N, H, W, C)
 in memory (or memory-mapped); floats only exist for the batches that are asked for.
 
-Conventions (ARCHITECTURE.md, specs/metrics.md §1):
+Conventions (disentanglement_lib ``data/ground_truth/ground_truth_data.py``, ``util.py``):
 
 * factors are class *indices* ``0..size-1`` (int64), never physical values;
 * ``sample_factors`` draws one ``random_state.randint(size, size=n)`` per factor, in factor order,

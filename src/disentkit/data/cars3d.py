@@ -1,4 +1,4 @@
-"""Cars3D (``nips2015-analogy-data.tar.gz`` -> ``data/cars``; specs/datasets.md §1).
+"""Cars3D (Reed et al. 2015; ``nips2015-analogy-data.tar.gz`` -> ``data/cars``).
 
 Each ``car_XXX_mesh.mat`` has ``im`` uint8 (128, 128, 3, 24, 4): (H, W, C, azimuth, elevation).
 Objects are ordered by ``list.txt`` (not by directory listing). Factors elevation 4, azimuth 24,

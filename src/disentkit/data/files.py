@@ -296,7 +296,7 @@ def how_to_get(name: str, spec: FileSpec, data_root: Path) -> str:
 
 
 def require(name: str, data_root: Path, relative: str | None = None) -> Path:
-    """Path of a dataset file under ``data_root`` (the first spec's final path by default).
+    """Path of a dataset file under ``data_root`` (the first ``FileSpec``'s final path by default).
 
     Raises :class:`MissingDataError` naming where it looked and how to get the file.
     """

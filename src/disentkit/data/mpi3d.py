@@ -1,4 +1,4 @@
-"""MPI3D (toy, realistic, real, real_complex; specs/datasets.md §1).
+"""MPI3D (Gondal et al. 2019; toy, realistic, real, real_complex).
 
 The npz holds only ``images`` (N, 64, 64, 3) uint8, factors come from the row index: object_color,
 object_shape, object_size, camera_height, background_color, horizontal_axis, vertical_axis with

@@ -1,4 +1,4 @@
-"""3D Shapes (``3dshapes.h5``, specs/datasets.md §1).
+"""3D Shapes (Burgess & Kim 2018; ``3dshapes.h5`` of deepmind/3d-shapes).
 
 HDF5 datasets ``images`` (480000, 64, 64, 3) uint8 and ``labels`` (480000, 6) float64 holding
 factor *values* whose ranges differ from the README; class indices are therefore derived from the

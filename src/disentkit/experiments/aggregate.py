@@ -1,6 +1,6 @@
 """Aggregate many runs into mean ± std tables over seeds (like FDAE's ``collect_result.py`` and
-disentanglement_lib's ``aggregate_results``: glob + group-by every setting except the seed;
-specs/ecosystem.md §4), without pandas.
+disentanglement_lib's ``aggregate_results``: glob + group-by every setting except the seed),
+without pandas.
 
 A run is a directory with ``config.yaml`` and ``results.json``; its settings are the flattened
 config (``model.beta``) and its scores the flattened scalar leaves of ``results["metrics"]``

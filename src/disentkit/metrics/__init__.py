@@ -1,4 +1,4 @@
-"""disentkit.metrics: the disentanglement metric suite (specs/metrics.md).
+"""disentkit.metrics: the disentanglement metric suite.
 
 Protocol-level metrics take ``(ground_truth_data, representation_function, random_state,
 **params)`` with disentanglement_lib's parameter names, the Locatello et al. (2019) study values

@@ -1,7 +1,7 @@
 """Metrics for data sets with attribute labels instead of a factor grid (CelebA, LFW).
 
 * :func:`tad` -- TAD ("Total AUROC Difference", Yeats et al. 2022, NashAE), in the form used by
-  InfoDiffusion and quoted by DisDiff for CelebA (specs/diffusion_methods.md §2.5). What is
+  InfoDiffusion and quoted by DisDiff for CelebA (ThomasMrY/DisDiff). What is
   implemented, exactly:
 
   1. AUROC matrix (A attributes x D codes): ``max(AUROC(y_a, z_d), AUROC(y_a, -z_d))`` = the
@@ -19,7 +19,7 @@
   standardisation, which does not change AUROC), mean and std over folds.
 
 * :func:`attribute_probe_ap` -- linear-probe attribute classification, mean average precision
-  (PDAE/DiTi CelebA protocol, spec §3.4): standardised codes, one ``LogisticRegression`` per
+  (PDAE/DiTi CelebA protocol, yue-zhongqi/diti): standardised codes, one ``LogisticRegression`` per
   attribute, ``average_precision_score`` on the test split. DiTi trained a ``Linear`` layer with
   Adam for 15 epochs and chose the epoch on validation; this closed-form probe is a documented
   substitute.

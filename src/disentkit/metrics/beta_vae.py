@@ -1,4 +1,4 @@
-"""BetaVAE score (Higgins et al. 2017) as in dlib ``beta_vae.py`` (spec §2.6).
+"""BetaVAE score (Higgins et al. 2017) as in dlib ``beta_vae.py``.
 
 Study defaults (``beta_vae_sklearn.gin``): ``batch_size=64``, ``num_train=10000``,
 ``num_eval=5000``. Result keys: ``train_accuracy``, ``eval_accuracy`` (the reported score).
@@ -6,7 +6,7 @@ Study defaults (``beta_vae_sklearn.gin``): ``batch_size=64``, ``num_train=10000`
 The classifier is ``LogisticRegression(random_state=random_state)`` with scikit-learn defaults,
 as in dlib. With scikit-learn >= 0.22 (lbfgs) the fit draws nothing from the stream (checked in
 the tests); with <= 0.21 (liblinear, the 2019 study) it consumed one draw and shifted the
-evaluation batch, so study numbers are scikit-learn-version dependent (spec §1).
+evaluation batch, so study numbers are scikit-learn-version dependent.
 
 Fast and exact: both batches of every vote are drawn in dlib's order and encoded in large
 batches; the features mean |z1 - z2| are one array operation (bit-identical, tested). With the
@@ -102,7 +102,7 @@ def beta_vae(
     num_eval: int = 5000,
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
 ) -> dict[str, Any]:
-    """dlib ``compute_beta_vae_sklearn`` (spec §2.6) with the study defaults
+    """dlib ``compute_beta_vae_sklearn`` with the study defaults
     (``beta_vae_sklearn.gin``): ``batch_size=64`` observations per pair batch,
     ``num_train=10000`` training and ``num_eval=5000`` evaluation points, default
     ``LogisticRegression(random_state=random_state)`` on unscaled features. Returns

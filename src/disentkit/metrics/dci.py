@@ -1,5 +1,5 @@
 """DCI disentanglement / completeness / informativeness (Eastwood & Williams 2018) as in dlib
-``dci.py`` (spec §2.4).
+``dci.py``.
 
 Study defaults (``dci.gin``): ``num_train=10000``, ``num_test=5000``, chunk ``batch_size=16``,
 ``GradientBoostingClassifier()`` with scikit-learn defaults per factor on the raw codes.
@@ -61,7 +61,7 @@ def completeness(importance_matrix: np.ndarray) -> float:
 
 
 def dci_from_importance(importance_matrix: np.ndarray) -> tuple[float, float]:
-    """(disentanglement, completeness) of a (D, K) importance matrix (dlib's algebra, §2.4)."""
+    """(disentanglement, completeness) of a (D, K) importance matrix (dlib's algebra)."""
     importance_matrix = np.asarray(importance_matrix, dtype=np.float64)
     return disentanglement(importance_matrix), completeness(importance_matrix)
 
@@ -123,7 +123,7 @@ def dci(
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
     backend: str = DEFAULT_BACKEND,
 ) -> dict[str, Any]:
-    """dlib ``compute_dci`` with the study defaults (``dci.gin``, spec §1, §2.4).
+    """dlib ``compute_dci`` with the study defaults (``dci.gin``).
 
     ``num_train=10000`` then ``num_test=5000`` points (chunks of ``batch_size=16``), one
     ``GradientBoostingClassifier()`` (scikit-learn defaults; ``gbt_params`` overrides) per factor

@@ -1,4 +1,4 @@
-"""FactorVAE score (Kim & Mnih 2018) as in dlib ``factor_vae.py`` (spec §2.5).
+"""FactorVAE score (Kim & Mnih 2018) as in dlib ``factor_vae.py``.
 
 Study defaults (``factor_vae_metric.gin``): ``batch_size=64``, ``num_train=10000``,
 ``num_eval=5000``, ``num_variance_estimate=10000``, ``prune_threshold=0.05``
@@ -104,7 +104,7 @@ def votes_from_codes(
     active_dims: np.ndarray,
     num_factors: int,
 ) -> np.ndarray:
-    """(num_factors, num_codes) vote counts from the codes of each vote's batch (spec §2.5 step 3).
+    """(num_factors, num_codes) vote counts from the codes of each vote's batch (dlib ``factor_vae.py``).
 
     ``vote_codes`` is (V, B, D): the B codes of each of V votes (one factor fixed per vote),
     ``labels`` (V,) the fixed factor. Per vote: variance within the batch (ddof=1) divided by
@@ -130,7 +130,7 @@ def votes_from_codes(
 
 def accuracies_from_votes(train_votes: np.ndarray, eval_votes: np.ndarray) -> tuple[float, float]:
     """Majority-vote classifier (code -> factor that voted for it most, ties: lowest factor)
-    learned on ``train_votes``; (train accuracy, eval accuracy) (spec §2.5 steps 4-5)."""
+    learned on ``train_votes``; (train accuracy, eval accuracy) as in dlib ``compute_factor_vae``."""
     classifier = np.argmax(train_votes, axis=0)
     other_index = np.arange(train_votes.shape[1])
     train_accuracy = np.sum(train_votes[classifier, other_index]) * 1.0 / np.sum(train_votes)
@@ -161,7 +161,7 @@ def factor_vae_from_codes(
     prune_threshold: float = 0.05,
     fix_num_active_dims: bool = False,
 ) -> dict[str, Any]:
-    """Array-level FactorVAE score (spec §2.5).
+    """Array-level FactorVAE score.
 
     Args:
         variance_codes: (N, D) codes of the global-variance sample (ddof=1 variances).
@@ -196,7 +196,7 @@ def factor_vae(
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
     fit_transform: Any = None,
 ) -> dict[str, Any]:
-    """dlib ``compute_factor_vae`` (spec §2.5) with the study defaults (``factor_vae_metric.gin``).
+    """dlib ``compute_factor_vae`` with the study defaults (``factor_vae_metric.gin``).
 
     Args:
         batch_size: observations per vote (64).

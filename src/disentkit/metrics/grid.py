@@ -1,6 +1,6 @@
 """Grid code cache: encode a deterministic ground-truth grid once, serve codes by flat index.
 
-At study size dlib's BetaVAE and FactorVAE encode 1.92 M and 0.97 M observations (spec §1), far
+At study size dlib's BetaVAE and FactorVAE encode 1.92 M and 0.97 M observations, far
 more than a grid holds (46 080 images for the dSprites sub-grid, 737 280 for dSprites). When the
 observation of a factor tuple is a fixed image (``deterministic_observations`` on the dataset:
 stored or rendered grids, not colour/noisy/scream dSprites or smallNORB, which draw

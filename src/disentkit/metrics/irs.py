@@ -1,4 +1,4 @@
-"""Interventional Robustness Score (Suter et al. 2019) as in dlib ``irs.py`` (spec §2.8).
+"""Interventional Robustness Score (Suter et al. 2019) as in dlib ``irs.py``.
 
 Defaults (``config/sample/irs/irs.gin`` + code default): ``num_train=10000``, chunk
 ``batch_size=16``, ``diff_quantile=0.99``, factors discretised with 20 histogram bins. Result keys:
@@ -85,7 +85,7 @@ def irs(
     fix_num_active_dims: bool = False,
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
 ) -> dict[str, Any]:
-    """dlib ``compute_irs`` (spec §2.8): ``num_train=10000`` points in chunks of
+    """dlib ``compute_irs``: ``num_train=10000`` points in chunks of
     ``batch_size=16`` (``irs.gin``), ``diff_quantile=0.99`` (1.0 = the paper's max), factors
     binned with ``num_bins=20``. ``fix_num_active_dims``: module docstring."""
     codes, factors = sample_codes(

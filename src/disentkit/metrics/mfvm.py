@@ -1,11 +1,11 @@
-"""Multi-factor FactorVAE metric (mFVM) of CFASL (spec §3).
+"""Multi-factor FactorVAE metric (mFVM) of CFASL (GIST-IRR/CFASL ``src/disent_metrics/mfvm.py``).
 
 For k fixed factors: fix k distinct factors across a batch, encode, take the k codes with the
 smallest (local variance / global variance) among the active codes; the vote maps the sorted
 factor tuple to the sorted code tuple. Accuracy = unweighted mean, over the factor tuples that
 occurred, of (count of its most frequent code tuple) / (its total count).
 
-Two named variants (spec §3 "For the project"):
+Two named variants:
 
 * :func:`mfvm` -- **CFASL protocol** defaults: ``batch_size=100`` images per sample drawn as
   *distinct dataset indices* from ``0..N-2`` (CFASL's off-by-one: the last image is never drawn;
@@ -143,7 +143,7 @@ def mfvm(
     cfasl_index_range: bool = True,
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
 ) -> dict[str, Any]:
-    """mFVM under the CFASL protocol (spec §3).
+    """mFVM under the CFASL protocol (GIST-IRR/CFASL ``src/disent_metrics/eval.py``).
 
     Defaults: ``num_fixed`` = 2..K-1, ``batch_size=100`` distinct images per sample,
     ``num_train=800`` samples per k (training accuracy, no held-out set),
@@ -180,7 +180,7 @@ def mfvm_dlib(
     prune_threshold: float = 0.05,
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
 ) -> dict[str, Any]:
-    """dlib-style mFVM (spec §3): fresh stream, ``batch_size=64`` factor tuples per sample via
+    """dlib-style mFVM: fresh stream, ``batch_size=64`` factor tuples per sample via
     ``sample_factors``, ``num_variance_estimate=10000``, ``prune_threshold=0.05``,
     ``num_train=10000`` training and ``num_eval=5000`` evaluation samples per k (k = 2..K-1 by
     default); the factor-tuple -> code-tuple classifier is learned on the training votes."""

@@ -1,6 +1,6 @@
-"""Mutual Information Gap (Chen et al. 2018) as in disentanglement_lib ``mig.py`` (spec §2.2).
+"""Mutual Information Gap (Chen et al. 2018) as in disentanglement_lib ``mig.py``.
 
-Study defaults (``mig.gin``, spec §1): ``num_train=10000``, sampling chunk ``batch_size=16``,
+Study defaults (``mig.gin``): ``num_train=10000``, sampling chunk ``batch_size=16``,
 histogram discretiser with ``num_bins=20``. Result key: ``discrete_mig``.
 """
 
@@ -20,7 +20,7 @@ __all__ = ["mig", "mig_from_codes", "mig_from_discrete"]
 def mig_from_discrete(discrete_codes: np.ndarray, factors: np.ndarray) -> dict[str, Any]:
     """MIG from already discretised codes (N, D) and factor indices (N, K).
 
-    Used directly by the FDAE protocol (k-means labels per group, spec §4). Per factor:
+    Used directly by the FDAE protocol (k-means labels per group, wuancong/FDAE). Per factor:
     (largest MI over codes - second largest) / H(factor); mean over factors. A factor with zero
     empirical entropy divides by zero and gives nan/inf, as in dlib; fewer than 2 code
     dimensions raise (dlib fails with an IndexError).
@@ -46,7 +46,7 @@ def mig_from_discrete(discrete_codes: np.ndarray, factors: np.ndarray) -> dict[s
 
 
 def mig_from_codes(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> dict[str, Any]:
-    """Array-level MIG: histogram-discretise codes (spec §2.1) then :func:`mig_from_discrete`."""
+    """Array-level MIG: histogram-discretise codes (dlib ``utils.py``) then :func:`mig_from_discrete`."""
     return mig_from_discrete(histogram_discretize(np.asarray(codes), num_bins), factors)
 
 
@@ -62,7 +62,7 @@ def mig(
 ) -> dict[str, Any]:
     """dlib ``compute_mig``: sample ``num_train`` points (chunks of ``batch_size``) and score.
 
-    Defaults are the Locatello et al. (2019) study values (spec §1 table, ``mig.gin``):
+    Defaults are the Locatello et al. (2019) study values (``mig.gin``):
     ``num_train=10000`` points drawn in chunks of ``batch_size=16``, ``num_bins=20``.
     ``encode_batch_size`` only sets how many observations go to one representation call.
     Returns ``discrete_mig`` (mean over factors of the MI gap / H(factor), nats) and the MI

@@ -1,5 +1,5 @@
 """Modularity and Explicitness (Ridgeway & Mozer 2018) as in dlib
-``modularity_explicitness.py`` (spec §2.7).
+``modularity_explicitness.py``.
 
 Study defaults (``modularity_explicitness.gin``): ``num_train=10000``, ``num_test=5000``, chunk
 ``batch_size=16``, 20 histogram bins. Result keys: ``modularity_score``,
@@ -110,7 +110,7 @@ def modularity_explicitness(
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
 ) -> dict[str, Any]:
     """dlib ``compute_modularity_explicitness`` with the study defaults
-    (``modularity_explicitness.gin``, spec §1, §2.7): ``num_train=10000`` then ``num_test=5000``
+    (``modularity_explicitness.gin``): ``num_train=10000`` then ``num_test=5000``
     points in chunks of ``batch_size=16``, ``num_bins=20``. ``drop_constant_codes=False`` raises
     on an exactly constant code (dlib crashes); True leaves it out of the classifiers."""
     draws = sample_draws(ground_truth_data, representation_function, (num_train, num_test),

@@ -1,4 +1,4 @@
-"""The sampling layer: dlib's random stream, large encoder batches (specs/metrics.md §1, §5, §6).
+"""The sampling layer: dlib's random stream, large encoder batches (dlib ``evaluation/metrics/utils.py``).
 
 dlib draws (factors, observations) in *sampling chunks* (16 points for the
 ``generate_batch_factor_code`` metrics, one 64-image vote for FactorVAE/BetaVAE) and calls the
@@ -125,7 +125,7 @@ def sample_codes(
     """dlib's ``generate_batch_factor_code``, points first: returns codes (N, D), factors (N, K).
 
     Draws ``ground_truth_data.sample(chunk, random_state)`` for chunks of ``batch_size`` (dlib's
-    sampling chunk, 16 for MIG/SAP/DCI/Modularity/Unsupervised/IRS -- spec §1) and encodes
+    sampling chunk, 16 for MIG/SAP/DCI/Modularity/Unsupervised/IRS in their gin files) and encodes
     ``encode_batch_size`` observations per representation call, which does not touch the stream.
     """
     encoder = BatchEncoder(representation_function, encode_batch_size)
@@ -248,8 +248,8 @@ def representation_from_model(
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Wrap a torch model into a representation function (float32 NHWC [0, 1] -> numpy (n, D)).
 
-    ``sampled=True`` gives dlib's second post-processed representation (spec §1, "Which
-    representation"): one reparameterised sample ``mean + exp(logvar / 2) * eps`` per call, from
+    ``sampled=True`` gives dlib's second post-processed representation (the study's
+    ``sampled.gin``): one reparameterised sample ``mean + exp(logvar / 2) * eps`` per call, from
     ``model.posterior(x) -> (mean, logvar)`` (``method`` is ignored), with ``eps`` drawn from a
     private ``torch.Generator`` seeded with ``sample_seed`` (global RNGs untouched). As in dlib
     every call draws fresh noise, so the codes depend on the call order: do not serve such a

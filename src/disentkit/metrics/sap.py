@@ -1,4 +1,4 @@
-"""Separated Attribute Predictability (Kumar et al. 2018) as in dlib ``sap_score.py`` (spec §2.3).
+"""Separated Attribute Predictability (Kumar et al. 2018) as in dlib ``sap_score.py``.
 
 Study defaults (``sap_score.gin``): ``num_train=10000``, ``num_test=5000``, chunk ``batch_size=16``,
 ``continuous_factors=False``. Result key: ``SAP_score``.
@@ -131,7 +131,7 @@ def sap(
 ) -> dict[str, Any]:
     """dlib ``compute_sap``: train then test draw (chunks of ``batch_size``), then score.
 
-    Defaults (study, ``sap_score.gin``, spec §1): ``num_train=10000``, ``num_test=5000``,
+    Defaults (study, ``sap_score.gin``): ``num_train=10000``, ``num_test=5000``,
     ``batch_size=16``, ``continuous_factors=False``, ``C=0.01``. The test set is drawn in both
     modes (as dlib does, so the stream is the same); continuous mode scores the training set only.
     ``svc_seed=None`` derives the LinearSVC seed from the stream (not consumed); dlib used numpy's

@@ -1,6 +1,6 @@
 """``evaluate``: run several metrics on one representation, sharing codes where exact.
 
-Every metric gets a fresh ``np.random.RandomState(seed)`` (dlib's driver, spec §1). The
+Every metric gets a fresh ``np.random.RandomState(seed)`` (dlib's driver, ``evaluate.py``). The
 ``generate_batch_factor_code`` metrics (MIG, SAP, DCI, Modularity/Explicitness, Unsupervised,
 IRS) replay the same stream, so their draws are served by one :class:`CodeCache` -- with the study
 preset every one of them uses the same 10000 training (and 5000 test) points, encoded once.
@@ -10,7 +10,7 @@ factors (``deterministic_observations``) is encoded once, whole, when the run wo
 encode more observations than the grid holds; every metric then reads its codes by flat index
 (:mod:`disentkit.metrics.grid`) while drawing exactly the same random numbers.
 
-Presets (``preset=``): ``"study"`` = Locatello et al. (2019) values (spec §1 table) and CFASL
+Presets (``preset=``): ``"study"`` = Locatello et al. (2019) values (``metric_configs/*.gin``) and CFASL
 defaults for ``mfvm``; ``"fast"`` = smaller sample counts for monitoring during training.
 Protocols (``protocol=``): ``"dlib"`` (codes as given), ``"disdiff"`` and ``"fdae"`` (group
 codes, see :mod:`disentkit.metrics.groups`).
@@ -97,7 +97,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def library_versions() -> dict[str, str]:
-    """Versions that can change metric numbers (scikit-learn above all, spec §1)."""
+    """Versions that can change metric numbers (scikit-learn above all)."""
     import scipy
     import sklearn
     import torch
@@ -256,7 +256,7 @@ def evaluate(
         ground_truth_data: a :class:`~disentkit.data.base.GroundTruthData`.
         representation_function: float32 NHWC [0, 1] batch -> (n, D) codes (numpy or torch).
         metrics: registered metric names (``METRICS``), e.g. ``("mig", "dci")``.
-        preset: ``"study"`` (Locatello et al. 2019, spec §1) or ``"fast"``.
+        preset: ``"study"`` (Locatello et al. 2019) or ``"fast"``.
         protocol: ``"dlib"``; ``"disdiff"`` (per-group PCA to 1 dim fitted on the codes of the
             whole data set in index order, or of ``disdiff_fit_points`` points drawn with
             ``RandomState(seed)``); ``"fdae"`` (per-group PCA to ``group_dims`` =

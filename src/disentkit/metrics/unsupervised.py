@@ -1,9 +1,9 @@
-"""Unsupervised scores as in dlib ``unsupervised_metrics.py`` (spec §2.9).
+"""Unsupervised scores as in dlib ``unsupervised_metrics.py``.
 
 Study defaults (``unsupervised.gin``): ``num_train=10000``, chunk ``batch_size=16``, 20 bins.
 Result keys: ``gaussian_total_correlation``, ``gaussian_wasserstein_correlation``,
 ``gaussian_wasserstein_correlation_norm``, ``mutual_info_score``. A constant code gives
-log 0 -> nan total correlation, exactly as in dlib (not an error; spec §2.9, §7); the corrected
+log 0 -> nan total correlation, exactly as in dlib (not an error); the corrected
 behaviour, ``drop_constant_codes=True``, scores the non-constant codes only (a constant code is
 independent of every other code, so it adds nothing to any of the dependence measures, and the
 mutual-information average is then taken over the remaining pairs).
@@ -39,7 +39,7 @@ def gaussian_wasserstein_correlation(cov: np.ndarray) -> float:
 def unsupervised_from_codes(
     codes: np.ndarray, num_bins: int = 20, drop_constant_codes: bool = False
 ) -> dict[str, Any]:
-    """Array-level unsupervised scores of (N, D) codes (D >= 2), dlib's formulas (spec §2.9).
+    """Array-level unsupervised scores of (N, D) codes (D >= 2), dlib's formulas.
 
     Covariance ``np.cov`` (ddof=1) of the codes; total correlation
     ``0.5 (sum log diag - log det)``; Wasserstein ``2 tr C - 2 tr sqrtm(C * diag(C)[:, None])``
@@ -83,8 +83,8 @@ def unsupervised(
     encode_batch_size: int = DEFAULT_ENCODE_BATCH,
     drop_constant_codes: bool = False,
 ) -> dict[str, Any]:
-    """dlib ``unsupervised_metrics`` with the study defaults (``unsupervised.gin``, spec §1,
-    §2.9): ``num_train=10000`` points in chunks of ``batch_size=16``, ``num_bins=20``.
+    """dlib ``unsupervised_metrics`` with the study defaults (``unsupervised.gin``,
+    Locatello et al. 2019): ``num_train=10000`` points in chunks of ``batch_size=16``, ``num_bins=20``.
     ``drop_constant_codes``: see the module docstring (False = dlib)."""
     codes, factors = sample_codes(
         ground_truth_data, representation_function, num_train, random_state, batch_size,

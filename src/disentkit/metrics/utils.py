@@ -1,7 +1,7 @@
 """Shared numerics of the metric suite: histogram discretisation, exact vectorised MI, seeds.
 
 Everything here reproduces disentanglement_lib's ``evaluation/metrics/utils.py`` semantics
-(specs/metrics.md §2.1) without calling scikit-learn in a D x K double loop:
+without calling scikit-learn in a D x K double loop:
 
 * :func:`histogram_discretize` -- per code dimension, ``np.histogram`` bin edges (computed by
   numpy itself, so they inherit the dtype of the codes), last edge dropped, ``np.digitize``.
@@ -11,7 +11,7 @@ Everything here reproduces disentanglement_lib's ``evaluation/metrics/utils.py``
   ``sklearn.metrics.mutual_info_score`` -- the result is bit-for-bit equal (tested).
 * :func:`derived_seed` -- an integer seed for scikit-learn estimators that dlib builds without a
   ``random_state`` (they read numpy's *global* generator there); we derive it from a *copy* of the
-  metric's stream so the stream itself is not consumed (spec §1 "Hidden global randomness").
+  metric's stream so the stream itself is not consumed.
 """
 
 from __future__ import annotations

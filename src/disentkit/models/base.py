@@ -1,4 +1,4 @@
-"""The model contract every method implements (ARCHITECTURE.md, "Interfaces").
+"""The model contract every method implements.
 
 A model is an ``nn.Module`` that owns its maths:
 

@@ -1,4 +1,4 @@
-"""Loss terms shared by the VAE family (specs/vae_methods.md §2).
+"""Loss terms shared by the VAE family.
 
 Every reconstruction term is summed over pixels and channels and averaged over the batch; the
 decoder always returns logits and the likelihood is a separate switch.

@@ -1,4 +1,4 @@
-"""CFASL's learnable symmetry codebook and its regularisers (specs/vae_methods.md §4.8).
+"""CFASL's learnable symmetry codebook and its regularisers (GIST-IRR/CFASL ``models/group_action_layer.py``).
 
 Notation (Jung, Jeong & Kim, TMLR 2024): a latent code is a row vector z in R^D. The codebook has
 D *sections* (one per latent dimension), each with P = ``sub_sec`` Lie-algebra elements
@@ -286,7 +286,7 @@ def commutator_loss_dense(elements: torch.Tensor) -> torch.Tensor:
 
 
 def reference_commutator_loss(elements: torch.Tensor, sub_sec: int) -> torch.Tensor:
-    """The commutativity term exactly as the CFASL code computes it (quirk, spec §4.8 item 4).
+    """The commutativity term exactly as the CFASL code computes it (``Group_Elements.commutative``).
 
     The reference reshapes the (K, D, D) codebook into a (D, K D) matrix (which does not place
     g_j in column block j), multiplies every g_i by it, and loops over the pairs i < j of the

@@ -1,14 +1,14 @@
-"""Encoder/decoder layouts by name (specs/vae_methods.md §1): one place that maps a config's
+"""Encoder/decoder layouts by name: one place that maps a config's
 ``architecture`` to networks, so every VAE-family model accepts every layout.
 
 | name | source | inputs |
 |---|---|---|
-| ``dlib`` | disentanglement_lib ``conv_encoder``/``deconv_decoder`` (§1.1) | 32x32, 64x64 |
-| ``kim`` | 1Konny FactorVAE/Beta-VAE "H" nets (§1.2) | 32x32, 64x64 |
-| ``burgess`` | 1Konny Beta-VAE "B" nets, Burgess et al. 2018 (§1.3) | 32x32, 64x64 |
-| ``cfasl`` | GIST-IRR/CFASL backbone, padding 0, ``dense_dim`` (§1.4) | 64x64 |
-| ``mlp`` | beta-VAE paper / beta-TCVAE dSprites MLPs 1200-1200 (§1.6) | any |
-| ``clg`` | CLG-VAE Lie-group encoder/decoder (§4.7, :mod:`disentkit.nn.lie`) | 32x32, 64x64 |
+| ``dlib`` | disentanglement_lib ``conv_encoder``/``deconv_decoder`` (``architectures.py``) | 32x32, 64x64 |
+| ``kim`` | 1Konny FactorVAE/Beta-VAE "H" nets (``model.py``) | 32x32, 64x64 |
+| ``burgess`` | 1Konny Beta-VAE "B" nets, Burgess et al. 2018 (``model.py``) | 32x32, 64x64 |
+| ``cfasl`` | GIST-IRR/CFASL backbone, padding 0, ``dense_dim`` (``models/encoder.py``) | 64x64 |
+| ``mlp`` | beta-VAE paper / beta-TCVAE dSprites MLPs 1200-1200 (``vae_quant.py``) | any |
+| ``clg`` | CLG-VAE Lie-group encoder/decoder (``lie_vae.py``, :mod:`disentkit.nn.lie`) | 32x32, 64x64 |
 
 Every encoder maps x (B, C, H, W) to (mean, logvar); every decoder maps z to logits.
 Config fields read (``getattr`` with defaults, so any model config works): ``latent_dim``,

@@ -1,4 +1,4 @@
-"""The standard 64x64 convolutional encoder/decoder (specs/vae_methods.md §1.1).
+"""The standard 64x64 convolutional encoder/decoder (Locatello et al. 2019).
 
 disentanglement_lib's ``conv_encoder``/``deconv_decoder`` ("row 3 of Table 1" of the beta-VAE
 paper): four stride-2 convolutions (32, 32, 64, 64) to 4x4, FC 256, two linear heads (mean and

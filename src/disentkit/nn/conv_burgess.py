@@ -1,4 +1,4 @@
-"""The Burgess "B" encoder/decoder (specs/vae_methods.md §1.3; 1Konny/Beta-VAE ``BetaVAE_B``).
+"""The Burgess "B" encoder/decoder (1Konny/Beta-VAE ``model.py`` ``BetaVAE_B``).
 
 Used for the capacity-annealed beta-VAE of Burgess et al. (2018): four stride-2 convolutions of
 32 channels (kernel 4, padding 1) to 32x4x4 = 512, FC 256, FC 256, FC ``2 * latent_dim``. The

@@ -1,4 +1,4 @@
-"""The CFASL repository's encoder/decoder (specs/vae_methods.md §1.4; GIST-IRR/CFASL
+"""The CFASL repository's encoder/decoder (GIST-IRR/CFASL
 ``models/encoder.py``, ``models/decoder.py``), which differs from disentanglement_lib's:
 
 * encoder convolutions (32, 32, 64, 64; kernel 4, stride 2) use **padding 0**, so 64x64 inputs

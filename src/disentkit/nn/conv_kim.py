@@ -1,4 +1,4 @@
-"""The Higgins/Kim "H" encoder/decoder (specs/vae_methods.md §1.2).
+"""The Higgins/Kim "H" encoder/decoder (Higgins et al. 2017; Kim & Mnih 2018).
 
 As in 1Konny/Beta-VAE ``BetaVAE_H`` and 1Konny/FactorVAE ``FactorVAE1/2``: four stride-2
 convolutions (32, 32, 64, 64; kernel 4, padding 1), a "valid" convolution to ``hidden`` channels

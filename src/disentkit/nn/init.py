@@ -1,4 +1,4 @@
-"""Weight-initialisation schemes of the reference implementations (specs/vae_methods.md §1, §6).
+"""Weight-initialisation schemes of the reference implementations.
 
 * ``xavier_zero``: Glorot-uniform weights, zero biases (TensorFlow defaults; disentanglement_lib).
 * ``normal002``: weights N(0, 0.02), zero biases (1Konny/FactorVAE ``normal_init``).

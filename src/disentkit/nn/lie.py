@@ -1,4 +1,4 @@
-"""Commutative Lie group encoder/decoder of CLG-VAE (Zhu et al. 2021; specs/vae_methods.md §4.7;
+"""Commutative Lie group encoder/decoder of CLG-VAE (Zhu et al. 2021;
 zhuxinqimac/CommutativeLieGroupVAE-Pytorch ``models/lie_vae.py``).
 
 The latent space is split into subspaces; subspace ``s`` (``k_s`` latents) owns a Lie-algebra

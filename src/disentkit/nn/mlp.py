@@ -1,4 +1,4 @@
-"""Fully connected encoder/decoder (specs/vae_methods.md §1.6, §4.1).
+"""Fully connected encoder/decoder (Higgins et al. 2017; Chen et al. 2018).
 
 The beta-VAE paper's dSprites networks (disentanglement_lib ``fc_encoder``/``fc_decoder``) and
 rtqichen/beta-tcvae's ``MLPEncoder``/``MLPDecoder``: encoder ``C*H*W -> 1200 -> 1200 -> 2z``

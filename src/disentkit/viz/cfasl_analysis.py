@@ -1,4 +1,4 @@
-"""CFASL's qualitative analyses (specs/vae_methods.md §4.8, "Qualitative analyses";
+"""CFASL's qualitative analyses (Jung, Jeong & Kim 2024;
 GIST-IRR/CFASL ``src/analysis_tools/``), for any Gaussian VAE of this package.
 
 * :func:`largest_kld_change` (Fig. 5a): random image pairs; per latent dimension the KL between the

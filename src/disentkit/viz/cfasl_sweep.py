@@ -1,4 +1,4 @@
-"""CFASL's qualitative latent sweep (specs/vae_methods.md §4.8, "Qualitative analyses";
+"""CFASL's qualitative latent sweep (Jung, Jeong & Kim 2024;
 GIST-IRR/CFASL ``src/analysis_tools/common_quali.py``), for any Gaussian VAE of this package.
 
 Take D random images (D = the latent size, CF's ``quali_sampling``); for image d, set latent d to

@@ -2,7 +2,7 @@
 
 Everything is Pillow + numpy (no torchvision, no ImageMagick): grids are assembled with numpy,
 labels are drawn with Pillow's bundled font, and animated GIFs are written with
-``Image.save(save_all=True)`` (specs/vae_methods.md §4.3 replaces KFV's ``convert`` call this way).
+``Image.save(save_all=True)`` (where 1Konny/FactorVAE calls ImageMagick's ``convert``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
   per dimension); latents with near-zero KL are "switched off" and traverse to nothing.
 * :func:`mi_matrix` -- normalised mutual information I(z_i; v_k) / H(v_k) between each code
   dimension and each ground-truth factor, estimated exactly as MIG does (disentanglement_lib
-  ``mig.py``: 20-bin histogram discretisation of the codes, plug-in MI; specs/metrics.md), on
+  ``mig.py``: 20-bin histogram discretisation of the codes, plug-in MI), on
   ``num_points`` samples drawn with a seeded ``RandomState``.
 * :func:`order_latents` -- the row order and labels of a traversal grid: by index, by KL, or by
   the factor each latent captures (argmax of its MI row).

@@ -1,4 +1,4 @@
-"""Latent traversals (specs/vae_methods.md §4.3, 1Konny/FactorVAE ``visualize_traverse``).
+"""Latent traversals (1Konny/FactorVAE ``solver.py`` ``visualize_traverse``).
 
 Start from a *seed code*, set one latent to each of a sequence of values, keep the others fixed,
 decode. Four kinds of seed codes, as in the FactorVAE repository plus the project's superset:
