@@ -73,3 +73,18 @@ def test_a_bug_keeps_its_traceback(boom) -> None:
 def test_describe_os_error_leaves_unknown_errors_alone() -> None:
     assert describe_os_error(OSError(errno.EIO, "I/O error")) is None
     assert "read-only" in describe_os_error(OSError(errno.EROFS, "Read-only file system", "/x"))
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    import subprocess
+    import sys
+
+    # `disentkit presets | head -1`: the reader closes the pipe after one line
+    code = ("import sys; from disentkit.cli import main; sys.stdout.reconfigure(line_buffering=True); "
+            "sys.exit(main(['presets', '--long']))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"disentkit {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (``disentkit ... | head``): stop quietly, as Unix tools do, and keep
+        # the interpreter's final flush of stdout from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except OSError as err:
         message = describe_os_error(err)
         if debug or message is None:

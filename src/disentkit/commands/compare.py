@@ -4,6 +4,7 @@ side by side."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,9 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from disentkit.commands._output import write_stdout
     from disentkit.experiments.runs_table import compare_runs, format_comparison, to_json
 
     comparison = compare_runs(args.runs)
-    write_stdout(to_json(comparison.to_dict()) + "\n" if args.json else format_comparison(comparison))
+    sys.stdout.write(to_json(comparison.to_dict()) + "\n" if args.json else format_comparison(comparison))
     return 0

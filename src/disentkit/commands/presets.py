@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import textwrap
 from dataclasses import dataclass
 
@@ -86,7 +87,6 @@ def format_long(presets: list[PresetInfo], width: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from disentkit.commands._output import write_stdout
     from disentkit.config import ConfigError, preset_names
 
     names = preset_names()
@@ -97,5 +97,5 @@ def run(args: argparse.Namespace) -> int:
                           "listed by disentkit presets (names look like betavae/dsprites)")
     presets = [preset_info(n) for n in chosen]
     width = shutil.get_terminal_size((PIPE_WIDTH, 24)).columns
-    write_stdout(format_long(presets, width) if args.long else format_table(presets, width))
+    sys.stdout.write(format_long(presets, width) if args.long else format_table(presets, width))
     return 0

@@ -30,7 +30,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from disentkit.commands._output import write_stdout
     from disentkit.experiments.runs_table import (
         format_runs,
         list_runs,
@@ -41,12 +40,12 @@ def run(args: argparse.Namespace) -> int:
 
     rows = sort_rows(list_runs(args.dir), args.sort, reverse=args.reverse)
     if args.json:
-        write_stdout(to_json(rows) + "\n")
+        sys.stdout.write(to_json(rows) + "\n")
         return 0
     if not rows:
-        write_stdout(f"no run folders (holding config.yaml) below {args.dir}\n")
+        sys.stdout.write(f"no run folders (holding config.yaml) below {args.dir}\n")
         return 0
-    write_stdout(format_runs(rows))
+    sys.stdout.write(format_runs(rows))
     for note in row_notes(rows):  # why a folder is unreadable or unknown, off the table
         print(note, file=sys.stderr)
     return 0
