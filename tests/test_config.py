@@ -122,3 +122,14 @@ def test_numeric_looking_strings_keep_their_spelling() -> None:
     with pytest.raises(ConfigError, match="train.steps"):
         load_config("quickstart/sprites", ["train.steps=1.50"])
     assert load_config("quickstart/sprites", ["seed=007"]).seed == 7
+
+
+def test_messages_stay_one_short_line_for_huge_or_broken_input(tmp_path: Path) -> None:
+    huge = "x" * 5000
+    for words in (["train.steps=" + huge], [f"model.{huge}=1"], [huge], [f"name={huge}/y"]):
+        with pytest.raises(ConfigError) as info:
+            load_config("quickstart/sprites", words)
+        assert len(str(info.value)) < 400 and "\n" not in str(info.value)
+    (tmp_path / "config.yaml").write_text("model:\n  name: vae\n bad: [\n")
+    with pytest.raises(ConfigError, match=r"config.yaml is not valid YAML \(line 3\)"):
+        load_config_file(tmp_path / "config.yaml")

@@ -274,7 +274,8 @@ def test_killed_training_leaves_a_stale_lock_the_sweep_resumes(tmp_path: Path) -
     assert lock_state(run_dir)[0] == "stale"
     status = run_status(run_dir)
     assert status.state == "resume" and "died" in status.detail
-    assert train_argv(plan, run) == [sys.executable, "-m", "disentkit", "train", "--resume", str(run_dir)]
+    assert train_argv(plan, run) == [sys.executable, "-m", "disentkit", "train", "--resume", str(run_dir),
+                                     "imports=[toy_plugin]"]
 
 
 def test_sweep_command_dry_run_and_run(tmp_path: Path, fake_train: list[str], monkeypatch, capsys) -> None:

@@ -15,7 +15,13 @@ from typing import Any
 
 import torch
 
-from disentkit.config import RunConfig, config_from_dict, load_config, load_config_file
+from disentkit.config import (
+    RunConfig,
+    check_config,
+    config_from_dict,
+    load_config,
+    load_config_file,
+)
 
 
 @dataclass
@@ -38,6 +44,7 @@ class LoadedRun:
 
 def _as_config(config: RunConfig | dict[str, Any] | str) -> RunConfig:
     if isinstance(config, RunConfig):
+        check_config(config)  # a config changed in Python after loading: ranges, name
         return config
     if isinstance(config, dict):
         return config_from_dict(config)
@@ -101,8 +108,16 @@ def finish_run(path: Path, config: RunConfig) -> None:
         write_report(path)
 
 
-def load_run(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load a run directory's config and final (or latest) weights; EMA weights when present."""
+def load_run(
+    path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu",
+    trust_imports: bool = False,
+) -> LoadedRun:
+    """Load a run directory's config and final (or latest) weights; EMA weights when present.
+
+    The modules the run's config lists under ``imports`` are imported only with
+    ``trust_imports=True`` (they run code from wherever the folder came from); without it a
+    module not imported yet raises :class:`disentkit.config.UntrustedImportsError`.
+    """
     from disentkit.builders import build_model
     from disentkit.training.checkpoint import CHECKPOINT_DIR, CheckpointError, load_latest
     from disentkit.training.ema import EMA
@@ -111,7 +126,7 @@ def load_run(path: str | Path, use_ema: bool = True, device: str | torch.device 
     config_path = path / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"{path} is not a run directory (no config.yaml)")
-    config = load_config_file(config_path)
+    config = load_config_file(config_path, trust_imports=trust_imports)
     # The newest intact checkpoint: last.pt, or prev.pt (with a warning) when last.pt is
     # missing or fails its checksum; CheckpointError when neither is intact.
     state, checkpoint = load_latest(path / CHECKPOINT_DIR)

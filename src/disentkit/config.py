@@ -11,16 +11,29 @@ wrong types fail with a message naming the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
 from disentkit.errors import UserError
+from disentkit.ranges import (
+    Count,
+    Decay,
+    NonNegative,
+    NonNegInt,
+    Positive,
+    Probability,
+    Range,
+    Seed,
+)
 
 
 class ConfigError(UserError, ValueError):
@@ -32,44 +45,45 @@ class ConfigError(UserError, ValueError):
 # --------------------------------------------------------------------------------------------
 @dataclass
 class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 64
+    steps: Annotated[Count, "the number of training steps"] = 1000
+    batch_size: Annotated[Count, "images per optimiser step"] = 64
     #: cpu, cuda, or auto (cuda when available)
     accelerator: Literal["cpu", "cuda", "auto"] = "cpu"
     #: processes/GPUs per node; >1 runs DDP (Fabric launches the processes, or torchrun/SLURM did)
-    devices: int = 1
-    num_nodes: int = 1
+    devices: Annotated[Count, "processes per node"] = 1
+    num_nodes: Count = 1
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
     #: L2 norm for gradient clipping (per optimiser); null disables it
-    grad_clip: float | None = None
+    grad_clip: Annotated[Positive, "the largest gradient norm"] | None = None
     #: EMA decay of the modules named in ema_modules (all of the model when empty); null: no EMA
-    ema_decay: float | None = None
+    ema_decay: Annotated[float, Range(gt=0, lt=1, what="the EMA decay")] | None = None
     ema_modules: list[str] = field(default_factory=list)
-    checkpoint_every: int = 1000
+    #: steps between checkpoints (one is also written at the end and on pre-emption)
+    checkpoint_every: Annotated[Count, "steps between checkpoints"] = 1000
     #: keep the whole uint8 dataset on the training device (in-memory grids; saves the host copy)
     data_on_device: bool = False
     #: on CPU runs, keep freed memory in the process (glibc mallopt; faster, steadier steps)
     cpu_malloc_tuning: bool = True
     #: CPU threads for torch (0: leave torch's default)
-    num_threads: int = 0
+    num_threads: NonNegInt = 0
 
 
 @dataclass
 class OptimConfig:
     name: Literal["adam", "adamw"] = "adam"
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
+    lr: Annotated[Positive, "the learning rate"] = 1e-4
+    betas: tuple[Decay, Decay] = (0.9, 0.999)
+    eps: Positive = 1e-8
+    weight_decay: NonNegative = 0.0
 
 
 @dataclass
 class ScheduleConfig:
     name: Literal["constant", "cosine", "linear"] = "constant"
-    warmup_steps: int = 0
+    warmup_steps: NonNegInt = 0
     #: final learning rate as a fraction of the initial one (cosine, linear)
-    min_lr_ratio: float = 0.0
+    min_lr_ratio: Probability = 0.0
 
 
 @dataclass
@@ -77,7 +91,7 @@ class EvalConfig:
     #: metric names from disentkit.metrics; evaluated by `disentkit eval` and at the end of training
     metrics: list[str] = field(default_factory=lambda: ["mig", "factor_vae", "dci", "sap", "beta_vae"])
     preset: Literal["study", "fast"] = "study"
-    seed: int = 0
+    seed: Seed = 0
     #: evaluate automatically when training ends (needs a ground-truth dataset)
     at_end: bool = True
     #: write the report (reconstructions, traversals) when training ends
@@ -86,11 +100,12 @@ class EvalConfig:
 
 @dataclass
 class LogConfig:
-    every: int = 50
+    #: log the loss terms every N steps
+    every: Annotated[Count, "steps between log lines"] = 50
     tensorboard: bool = False
     progress: bool = True
     #: save reconstruction images every N steps (0: only at the end)
-    images_every: int = 0
+    images_every: NonNegInt = 0
 
 
 @dataclass
@@ -119,16 +134,18 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    seed: int = 0
+    seed: Seed = 0
     #: the preset this config came from (recorded, not interpreted)
     preset: str = ""
     #: where runs go; the run directory is out_dir/name
     out_dir: str = "runs"
-    #: run directory name; empty: <preset>-seed<seed>
+    #: run directory name, one folder inside out_dir (no / or \, not . or ..); empty:
+    #: <preset>-seed<seed>
     name: str = ""
     #: extra data root for dataset files (also DISENTKIT_DATA)
     data_root: str = ""
-    #: modules to import before building (to register user models/datasets)
+    #: modules to import before building (to register user models/datasets); a run folder's
+    #: config.yaml never imports them on its own (see load_config_file)
     imports: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -207,7 +224,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         # YAML turns `precision=32` into an int; accept the string spelling of a literal.
         if str(value) in [str(a) for a in args]:
             return next(a for a in args if str(a) == str(value))
-        raise ConfigError(f"{key}: got {value!r}; allowed values: {', '.join(repr(a) for a in args)}")
+        raise ConfigError(f"{key}: got {_short(value)}; allowed values: {', '.join(repr(a) for a in args)}")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -219,10 +236,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
                 return _convert(value, option, key)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(f"{key}: got {value!r}; expected {_type_name(tp)}")
+        raise ConfigError(f"{key}: got {_short(value)}; expected {_type_name(tp)}")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: got {value!r}; expected {_type_name(tp)}")
+            raise ConfigError(f"{key}: got {_short(value)}; expected {_type_name(tp)}")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
@@ -232,7 +249,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         return tuple(converted) if origin is tuple else converted
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: got {value!r}; expected a mapping")
+            raise ConfigError(f"{key}: got {_short(value)}; expected a mapping")
         return dict(value)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, key)
@@ -244,23 +261,23 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: got {value!r}; expected a number")
+            raise ConfigError(f"{key}: got {_short(value)}; expected a number")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: got {value!r}; expected an integer")
+            raise ConfigError(f"{key}: got {_short(value)}; expected an integer")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: got {value!r}; expected true or false")
+            raise ConfigError(f"{key}: got {_short(value)}; expected true or false")
         return value
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key}: got {value!r}; expected a string")
+            raise ConfigError(f"{key}: got {_short(value)}; expected a string")
         return str(value)
     if isinstance(tp, type) and isinstance(value, tp):
         return value
-    raise ConfigError(f"{key}: got {value!r}; expected {_type_name(tp)}")
+    raise ConfigError(f"{key}: got {_short(value)}; expected {_type_name(tp)}")
 
 
 def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
@@ -268,14 +285,14 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {_short(data)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))
     if unknown:
         where = f"{prefix}." if prefix else ""
         raise ConfigError(
-            f"unknown key '{where}{unknown[0]}'; allowed keys in {prefix or 'the config'}: "
+            f"unknown key '{_clip(where + str(unknown[0]))}'; allowed keys in {prefix or 'the config'}: "
             f"{', '.join(names)}"
         )
     kwargs = {}
@@ -294,7 +311,7 @@ def _section_from_dict(section: str, data: Any) -> SectionConfig:
     registry = MODELS if section == "model" else DATASETS
     if not isinstance(data, dict) or "name" not in data:
         raise ConfigError(
-            f"{section}: needs a 'name' (one of {', '.join(registry.names())}), got {data!r}"
+            f"{section}: needs a 'name' (one of {', '.join(registry.names())}), got {_short(data)}"
         )
     rest = dict(data)
     name = str(rest.pop("name"))
@@ -305,13 +322,22 @@ def _section_from_dict(section: str, data: Any) -> SectionConfig:
     return SectionConfig(name=name, params=from_dict(entry.Config, rest, section))
 
 
-def config_from_dict(data: dict[str, Any]) -> RunConfig:
-    """Strictly build a :class:`RunConfig` from nested plain data."""
-    import importlib
+def config_from_dict(
+    data: dict[str, Any], *, trust_imports: bool = True, source: str = "the config"
+) -> RunConfig:
+    """Strictly build a :class:`RunConfig` from nested plain data and check every value.
 
+    ``imports`` are imported first (they may register the model or dataset). With
+    ``trust_imports=False`` (a run folder's config.yaml, named ``source`` in messages) a module
+    that is not imported yet raises :class:`UntrustedImportsError` instead of running its code.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a YAML mapping of sections, got {_short(data)}")
     data = dict(data)
-    for module in data.get("imports", []) or []:
-        importlib.import_module(module)
+    if "imports" in data:
+        data["imports"] = _convert(data["imports"], list[str], "imports")
+        _check_imports(data["imports"])
+        _import_modules(data["imports"], trusted=trust_imports, source=source)
     for section in _REGISTRY_SECTIONS:
         if section not in data:
             raise ConfigError(f"the config needs a '{section}' section with a 'name'")
@@ -320,14 +346,173 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     names = [f.name for f in dataclasses.fields(RunConfig)]
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise ConfigError(f"unknown key '{unknown[0]}'; allowed top-level keys: {', '.join(names)}")
+        raise ConfigError(f"unknown key '{_clip(str(unknown[0]))}'; allowed top-level keys: "
+                          f"{', '.join(names)}")
     kwargs = {}
     for name in names:
         if name not in data:
             continue
         value = data[name]
         kwargs[name] = value if name in _REGISTRY_SECTIONS else _convert(value, hints[name], name)
-    return RunConfig(**kwargs)
+    config = RunConfig(**kwargs)
+    check_config(config)
+    return config
+
+
+# --------------------------------------------------------------------------------------------
+# Value checks: declared ranges (disentkit.ranges), the run name, the imports list
+# --------------------------------------------------------------------------------------------
+class UntrustedImportsError(ConfigError):
+    """A run folder's config.yaml names modules to import; importing them would run its code."""
+
+
+def check_config(config: RunConfig) -> None:
+    """Check a whole config before anything runs: every number of every section (model and
+    data included) against the range its field declares, every float finite, the run name
+    and the imports list. Raises :class:`ConfigError` naming the first bad value."""
+    _check_fields(config, "")
+    _check_run_name(config.run_name)
+    _check_imports(config.imports)
+
+
+def _check_fields(obj: Any, prefix: str) -> None:
+    hints = _extra_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        _check_value(getattr(obj, f.name), hints.get(f.name, Any), key)
+
+
+def _extra_hints(cls: type) -> dict[str, Any]:
+    """Type hints with their ``Annotated`` ranges kept."""
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _check_value(value: Any, hint: Any, key: str, meta: tuple = (), nullable: bool = False) -> None:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        _check_value(value, args[0], key, (*meta, *hint.__metadata__), nullable)
+        return
+    if value is None:
+        return
+    if origin in (typing.Union, types.UnionType):
+        arms = [a for a in args if a is not type(None)]
+        arm = next((a for a in arms if _is_instance(value, a)), None)
+        if arm is not None:
+            _check_value(value, arm, key, meta, nullable or len(arms) < len(args))
+        return
+    if isinstance(value, SectionConfig):
+        _check_fields(value.params, key)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        _check_fields(value, key)
+    elif isinstance(value, (list, tuple)):
+        fixed = origin is tuple and args and args[-1] is not Ellipsis
+        for i, item in enumerate(value):
+            inner = args[i] if fixed and i < len(args) else (args[0] if args and not fixed else Any)
+            _check_value(item, inner, f"{key}[{i}]")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_number(value, key, meta, nullable)
+
+
+def _is_instance(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of (the unannotated) ``hint``, to pick a union's arm."""
+    while typing.get_origin(hint) is Annotated:
+        hint = typing.get_args(hint)[0]
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(hint, type) and isinstance(value, origin or hint)
+
+
+def _check_number(value: float, key: str, meta: tuple, nullable: bool) -> None:
+    ranges = [m for m in meta if isinstance(m, Range)]
+    described = [m for m in meta if isinstance(m, str)] + [r.what for r in ranges if r.what]
+    what = f" ({described[0]})" if described else ""
+    null = ", or null to turn it off" if nullable else ""
+    for rng in ranges:
+        if not rng.contains(value):
+            integer = isinstance(value, int)
+            kind = "an integer" if integer else "a number" if math.isfinite(value) else "a finite number"
+            raise ConfigError(
+                f"{key} = {_short(value)} is out of range: expected {kind} {rng.bounds()}{what}; "
+                f"set {key} to {rng.advice(integer)}{null}"
+            )
+    if isinstance(value, float) and not math.isfinite(value) and not ranges:
+        raise ConfigError(f"{key} = {value} is not a finite number{what}; set {key} to a finite "
+                          f"number{null}")
+
+
+_UNSAFE_NAME_CHARS = ("/", "\\", "\0")
+
+
+def _check_run_name(name: str) -> None:
+    """A run name is one folder inside out_dir: never a path, never ``.``/``..`` (which would
+    write into out_dir itself or above it)."""
+    if not name.strip():
+        problem = "is blank"
+    elif set(name) == {"."}:
+        problem = "is only dots (that is out_dir itself or a folder above it)"
+    elif any(c in name for c in _UNSAFE_NAME_CHARS) or Path(name).is_absolute():
+        problem = "is a path, not one folder name"
+    else:
+        return
+    raise ConfigError(
+        f"name = {_short(name)} {problem}; a run name is one folder inside out_dir without / or \\ "
+        "(e.g. name=beta4-seed0; put the folder elsewhere with out_dir=DIR), or leave name empty "
+        "for <preset>-seed<seed>"
+    )
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _check_imports(modules: list[str]) -> None:
+    for i, module in enumerate(modules):
+        if not _MODULE_NAME.fullmatch(module):
+            raise ConfigError(
+                f"imports[{i}] = {_short(module)} is not a module name; expected a dotted Python "
+                "module name (e.g. imports=[my_models] or imports=[mypkg.models])"
+            )
+
+
+def _import_modules(modules: list[str], trusted: bool, source: str) -> None:
+    """Import ``modules`` (user code registering models/datasets). Untrusted, only modules that
+    are already imported are accepted: importing them again runs nothing, importing new ones
+    would run code named by someone else's run folder."""
+    import importlib
+
+    pending = [m for m in modules if m not in sys.modules]
+    if pending and not trusted:
+        names = _clip(", ".join(pending), 120)
+        raise UntrustedImportsError(
+            f"{source} asks to import {names} (its imports list), and opening a run folder never "
+            "imports code from it; if you trust that code, add --trust-imports (Python: "
+            "trust_imports=True)"
+        )
+    for module in pending:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name is None or not (module == err.name or module.startswith(f"{err.name}.")):
+                raise  # the module itself failed importing something: its own bug, keep the trace
+            raise ConfigError(
+                f"imports: no module named '{err.name}' (from {source}); install it or make it "
+                "importable (PYTHONPATH), or remove it from imports"
+            ) from err
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, so a message stays one short line."""
+    return _clip(repr(value), limit)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 20, 10)]}... ({len(text)} characters)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,13 +538,13 @@ def load_preset(name: str) -> dict[str, Any]:
         resource = resources.files("disentkit") / "configs" / f"{name}.yaml"
         if not resource.is_file():
             raise ConfigError(
-                f"unknown preset '{name}'; packaged presets: {', '.join(preset_names())} "
+                f"unknown preset '{_clip(name)}'; packaged presets: {', '.join(preset_names())} "
                 "(or give a path to a .yaml file)"
             )
         text = resource.read_text()
-    data = yaml.safe_load(text) or {}
+    data = _read_yaml(text, f"preset '{name}'")
     if not isinstance(data, dict):
-        raise ConfigError(f"preset '{name}' must be a YAML mapping")
+        raise ConfigError(f"preset '{_clip(name)}' must be a YAML mapping")
     data.pop("source", None)  # provenance note kept in the file, not a config key
     base = data.pop("base", None)
     if base:
@@ -384,10 +569,10 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``model.beta=4`` -> (["model", "beta"], 4); values are parsed as YAML scalars/lists."""
     if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like key=value (e.g. model.beta=4)")
+        raise ConfigError(f"override '{_clip(text)}' must look like key=value (e.g. model.beta=4)")
     key, raw = text.split("=", 1)
     if not key:
-        raise ConfigError(f"override '{text}' has an empty key")
+        raise ConfigError(f"override '{_clip(text)}' has an empty key")
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
@@ -443,6 +628,44 @@ def save_config(config: RunConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-def load_config_file(path: Path) -> RunConfig:
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    return config_from_dict(data)
+def load_config_file(
+    path: str | Path, overrides: list[str] | None = None, *, trust_imports: bool = False
+) -> RunConfig:
+    """A run folder's ``config.yaml``, with ``key=value`` overrides applied, checked.
+
+    The file's ``imports`` are not imported (opening a run folder must not run code from it):
+    a module not imported yet raises :class:`UntrustedImportsError`, unless ``trust_imports``
+    or the overrides name the imports themselves (``imports=[my_models]``).
+    """
+    path = Path(path)
+    data = _read_yaml(path.read_text(), str(path))
+    overrides = list(overrides or [])
+    named = any(parse_override(text)[0] == ["imports"] for text in overrides)
+    data = apply_overrides(data, overrides) if overrides else data
+    return config_from_dict(data, trust_imports=trust_imports or named, source=str(path))
+
+
+def import_run_modules(run_dir: str | Path, trusted: bool) -> list[str]:
+    """Deal with the ``imports`` a run folder's ``config.yaml`` lists before a command reads the
+    run: import them when ``trusted`` (the user passed ``--trust-imports``), else raise
+    :class:`UntrustedImportsError` for any module not imported yet. Returns the module names;
+    a folder without a config.yaml (reported later by the command) imports nothing."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return []
+    data = _read_yaml(path.read_text(), str(path))
+    modules = _convert(data.get("imports") or [], list[str], "imports") if isinstance(data, dict) else []
+    _check_imports(modules)
+    _import_modules(modules, trusted=trusted, source=str(path))
+    return modules
+
+
+def _read_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ConfigError(f"{_clip(source, 300)} is not valid YAML{where}: {_clip(str(problem))}; fix "
+                          "the file or give another one") from err

@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from disentkit.commands._trust import add_trust_imports, prepare_runs
+
 KINDS = ("largest-kld", "eigen", "latent3d", "sweep")
 
 
@@ -49,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sweep: values per latent (CF: 10)")
     parser.add_argument("--sweep-limit", type=float, default=2.0,
                         help="sweep: values run over [-limit, limit] (CF: 2)")
+    add_trust_imports(parser)
     parser.set_defaults(handler=run)
 
 
@@ -70,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     from disentkit.viz import cfasl_analysis as ca
     from disentkit.viz import cfasl_sweep
 
+    prepare_runs([args.run_dir], args)
     loaded = load_run(args.run_dir)
     model, data = loaded.model, loaded.data()
     out = Path(args.run_dir) / "analysis"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from disentkit.commands._trust import add_trust_imports, prepare_runs
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu")
     _add_protocol_options(parser)
     _add_attribute_options(parser)
+    add_trust_imports(parser)
     parser.set_defaults(handler=run)
 
 
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     from disentkit.evaluation import evaluate_run
 
+    prepare_runs([args.run_dir], args)
     try:
         evaluate_run(args.run_dir, args.metrics, args.preset, args.seed, device=args.device,
                      representation=args.representation, protocol=args.protocol,

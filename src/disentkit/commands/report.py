@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from disentkit.commands._trust import add_trust_imports, prepare_runs
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -23,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None,
                         help="HTML path (only with one RUN_DIR; default RUN_DIR/report.html)")
+    add_trust_imports(parser)
     parser.set_defaults(handler=run)
 
 
@@ -31,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out and len(args.run_dirs) > 1:
         raise FileNotFoundError("--out names one file; give one RUN_DIR with it")
+    prepare_runs(args.run_dirs, args)
     for run_dir in args.run_dirs:
         path = write_report(
             run_dir, args.out, order=args.order, limit=args.limit, steps=args.steps,

@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "optimiser settings (optim.lr, ...) given or edited win over the saved ones")
     parser.add_argument("--data-root", help="directory holding dataset files (also DISENTKIT_DATA)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--trust-imports", action="store_true",
+                        help="with --resume: import the modules the run's config.yaml lists under "
+                             "imports (runs their code: only for run folders you trust)")
     parser.set_defaults(handler=run)
 
 
@@ -42,11 +45,8 @@ def run(args: argparse.Namespace) -> int:
         config_path = run_dir / "config.yaml"
         if not config_path.is_file():
             raise FileNotFoundError(f"--resume {run_dir}: no config.yaml there; is it a run directory?")
-        config = load_config_file(config_path)
-        if overrides:
-            from disentkit.config import apply_overrides, config_from_dict
-
-            config = config_from_dict(apply_overrides(config.to_dict(), overrides))
+        # The run folder's own imports are only honoured with --trust-imports (or imports=...).
+        config = load_config_file(config_path, overrides, trust_imports=args.trust_imports)
     else:
         config = load_config(None, overrides)
         run_dir = None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from disentkit.commands._trust import add_trust_imports, prepare_runs
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -41,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random image and prior samples")
     parser.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/traversals)")
+    add_trust_imports(parser)
     parser.set_defaults(handler=run)
 
 
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from disentkit.viz.report import mi_from_results
     from disentkit.viz.traversal import MODES, quantile_values, range_values, write_traversals
 
+    prepare_runs([args.run_dir], args)
     run_ = load_run(args.run_dir, device=args.device)
     model = run_.model
     out = args.out or (args.run_dir / "traversals")

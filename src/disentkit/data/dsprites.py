@@ -45,6 +45,7 @@ from disentkit.data.files import (
     require,
 )
 from disentkit.data.root import resolve_data_root
+from disentkit.ranges import Seed
 from disentkit.registry import DATASETS
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
@@ -210,7 +211,7 @@ class _DSpritesVariant(RandomObservationGrid):
         #: the binary grid underneath: the official file, its real sub-grid, or the generator
         base: Literal["dsprites", "dsprites_small", "sprites"] = "dsprites"
         #: seed of the generator used by the training path (``uint8_batch``)
-        seed: int = 0
+        seed: Seed = 0
 
     value_max = 255
 

@@ -39,6 +39,7 @@ from disentkit.data.files import (
     require,
 )
 from disentkit.data.root import resolve_data_root
+from disentkit.ranges import Count, NonNegInt
 from disentkit.registry import DATASETS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -169,10 +170,10 @@ class ImageFolder(_FileImages):
     class Config:
         #: the folder (absolute, or relative to the data root)
         path: str = ""
-        image_size: int = 64
+        image_size: Count = 64
         #: "center": largest centred square (or ``crop_size``); "none": resize only
         crop: Literal["center", "none"] = "center"
-        crop_size: int = 0
+        crop_size: NonNegInt = 0
         cache: bool = False
 
     name = "image_folder"
@@ -237,10 +238,10 @@ class CelebA(_FileImages):
 
     @dataclass
     class Config:
-        image_size: int = 64
+        image_size: Count = 64
         #: "center": ``crop_size`` centred square (148 is the common 64x64 recipe); "d2c": Diff-AE
         crop: Literal["center", "d2c"] = "center"
-        crop_size: int = 148
+        crop_size: NonNegInt = 148
         cache: bool = False
 
     name = "celeba"
@@ -290,9 +291,9 @@ class _LMDBImages(ImageData):
     class Config:
         #: explicit LMDB folder; empty: the dataset's default under the data root
         path: str = ""
-        image_size: int = 64
+        image_size: Count = 64
         crop: Literal["none", "center", "d2c"] = "none"
-        crop_size: int = 0
+        crop_size: NonNegInt = 0
         cache: bool = False
 
     def __init__(self, config=None, *, data_root: Path | None = None) -> None:
@@ -378,7 +379,7 @@ class FFHQLMDB(_LMDBImages):
     @dataclass
     class Config(_LMDBImages.Config):
         split: Literal["all", "train", "test"] = "all"
-        test_size: int = 10000
+        test_size: NonNegInt = 10000
 
     name, file_key, key_format = "ffhq_lmdb", "ffhq_lmdb", "256-%05d"
 
@@ -412,9 +413,9 @@ class Chairs3D(_FileImages):
     class Config:
         #: explicit ``rendered_chairs`` folder; empty: ``<data root>/chairs3d/rendered_chairs``
         path: str = ""
-        image_size: int = 64
+        image_size: Count = 64
         crop: Literal["center", "none"] = "center"
-        crop_size: int = 0
+        crop_size: NonNegInt = 0
         cache: bool = False
 
     name = "chairs3d"
@@ -501,9 +502,9 @@ class LFW(_FileImages):
     class Config:
         #: explicit image folder; empty: ``<data root>/lfw/lfw-deepfunneled``
         path: str = ""
-        image_size: int = 64
+        image_size: Count = 64
         #: pixels cropped off every side before resizing
-        margin: int = 80
+        margin: NonNegInt = 80
         require_attributes: bool = True
         cache: bool = False
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from disentkit.data import _sprite_outlines as outlines
 from disentkit.data._grid import RenderedGrid
+from disentkit.ranges import Count, NonNegInt
 from disentkit.registry import DATASETS
 
 SHAPES = ("square", "ellipse", "heart")
@@ -127,11 +128,11 @@ class ProceduralSprites(RenderedGrid):
         #: 64: binary {0,1} images (value_max 1); 32: 2x2 area downsample -> 0..255 (value_max 255)
         image_size: Literal[64, 32] = 64
         #: number of orientations, a divisor of 40 (evenly spaced sub-grid from angle 0)
-        orientations: int = 40
+        orientations: Count = 40
         #: number of positions per axis, a divisor of 32 (evenly spaced sub-grid from 0)
-        positions: int = 32
+        positions: Count = 32
         #: keep the rendered grid in memory when its uint8 size is at most this many MiB
-        cache_mib: int = 256
+        cache_mib: NonNegInt = 256
 
     name = "sprites"
     factor_names = ("shape", "scale", "orientation", "posX", "posY")

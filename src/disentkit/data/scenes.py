@@ -34,11 +34,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
 from disentkit.data._grid import RenderedGrid
+from disentkit.ranges import Levels, NonNegInt, Range
 from disentkit.registry import DATASETS
 
 SHAPES = ("cube", "cylinder", "sphere", "capsule")
@@ -314,23 +315,23 @@ class Shapes3DLike(_ComposedGrid):
     @dataclass
     class Config:
         #: number of floor hues (k / n for k < n; 10 as in 3D Shapes)
-        floor_hues: int = 10
+        floor_hues: Levels = 10
         #: number of wall hues
-        wall_hues: int = 10
+        wall_hues: Levels = 10
         #: number of object hues
-        object_hues: int = 10
+        object_hues: Levels = 10
         #: number of object scales, evenly spaced over [0.75, 1.25]
-        scales: int = 8
+        scales: Levels = 8
         #: number of shapes: the first n of cube, cylinder, sphere, capsule (2..4)
-        shapes: int = 4
+        shapes: Annotated[int, Range(ge=2, le=4, what="the first n of cube, cylinder, sphere, capsule")] = 4
         #: number of camera azimuths, evenly spaced over [-30, 30] degrees
-        orientations: int = 15
+        orientations: Levels = 15
         #: image side in pixels (rays are cast at this resolution)
         image_size: Literal[64, 32] = 64
         #: sub-pixel rays per pixel along each axis (antialias**2 rays per pixel), 1..8
-        antialias: int = 3
+        antialias: Annotated[int, Range(ge=1, le=8, what="rays per pixel axis")] = 3
         #: keep the composed uint8 grid in memory when it is at most this many MiB
-        cache_mib: int = 256
+        cache_mib: NonNegInt = 256
 
     name = "shapes3d_like"
     factor_names = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
@@ -498,15 +499,15 @@ class ColorSprites(_ComposedGrid):
     @dataclass
     class Config:
         #: number of background hues (k / n)
-        background_hues: int = 4
+        background_hues: Levels = 4
         #: number of hues of each sprite
-        sprite_hues: int = 4
+        sprite_hues: Levels = 4
         #: number of centre positions per axis of each sprite, evenly spaced over [0.2, 0.8]
-        positions: int = 6
+        positions: Levels = 6
         #: image side in pixels
         image_size: Literal[64, 32] = 64
         #: keep the composed uint8 grid in memory when it is at most this many MiB
-        cache_mib: int = 256
+        cache_mib: NonNegInt = 256
 
     name = "color_sprites"
     factor_names = (

@@ -34,6 +34,7 @@ from disentkit.data.files import (
     require,
 )
 from disentkit.data.root import resolve_data_root
+from disentkit.ranges import Seed
 from disentkit.registry import DATASETS
 
 MAGIC = {
@@ -139,7 +140,7 @@ class SmallNORB(RandomObservationGrid):
     @dataclass
     class Config:
         #: seed of the generator drawing the instance in the training path
-        seed: int = 0
+        seed: Seed = 0
 
     name = "smallnorb"
     factor_names = ("category", "elevation", "azimuth", "lighting")

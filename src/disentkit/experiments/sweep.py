@@ -329,8 +329,18 @@ def train_argv(
     if state in ("finished", "running"):
         return None
     if state == "resume":
-        return command + ["--resume", str(run_dir)]
+        return command + ["--resume", str(run_dir), *_imports_override(run)]
     return command + run.overrides + [f"name={run.name}", f"out_dir={plan.out_dir}"]
+
+
+def _imports_override(run: RunSpec) -> list[str]:
+    """``imports=[...]`` for a resumed run whose sweep words (or preset) import modules: the
+    resumed process must not take them from the run folder's config.yaml, which it does not
+    trust (see :func:`disentkit.config.load_config_file`)."""
+    from disentkit.config import load_config
+
+    imports = load_config(None, run.overrides).imports
+    return [f"imports=[{', '.join(imports)}]"] if imports else []
 
 
 def _outcome(code: int) -> str:

@@ -13,21 +13,24 @@ Paper settings (1Konny README, Burgess et al.): gamma = 1000, C_max = 25, T_ramp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
 from disentkit.models.losses import capacity
 from disentkit.models.vae import GaussianVAE, VAEConfig
+from disentkit.ranges import NonNegative, NonNegInt, Weight
 from disentkit.registry import MODELS
 
 
 @dataclass
 class AnnealedVAEConfig(VAEConfig):
-    gamma: float = 1000.0
+    gamma: Annotated[Weight, "the weight of |KL - C|"] = 1000.0
     #: final capacity C_max in nats
-    c_max: float = 25.0
-    #: steps over which C rises linearly from 0 to C_max (dlib: iteration_threshold)
-    ramp_steps: int = 100000
+    c_max: NonNegative = 25.0
+    #: steps over which C rises linearly from 0 to C_max (dlib: iteration_threshold; 0: C_max
+    #: from the start)
+    ramp_steps: NonNegInt = 100000
 
 
 @MODELS.register("annealedvae")

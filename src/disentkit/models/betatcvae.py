@@ -41,32 +41,33 @@ is ``alpha = 0``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 
 from disentkit.models.losses import tc_decomposition
 from disentkit.models.vae import GaussianVAE, VAEConfig
+from disentkit.ranges import NonNegInt, Weight
 from disentkit.registry import MODELS
 
 
 @dataclass
 class BetaTCVAEConfig(VAEConfig):
-    beta: float = 6.0
+    beta: Annotated[Weight, "the weight of the total correlation"] = 6.0
     #: weights of MI and dimension-wise KL in the "decomposed" objective
-    alpha: float = 1.0
-    gamma: float = 1.0
+    alpha: Weight = 1.0
+    gamma: Weight = 1.0
     #: mws (the authors' default and disentanglement_lib's) or mss (the authors' --mss; CFASL)
     estimator: Literal["mss", "mws"] = "mws"
     objective: Literal["decomposed", "dlib"] = "decomposed"
     #: N, the number of training images (0: filled by the engine from the dataset)
-    dataset_size: int = 0
+    dataset_size: NonNegInt = 0
     #: paper: the MSS weights of Chen et al. App. C.2; reference: the authors' code's matrix
     mss_weights: Literal["paper", "reference"] = "paper"
     #: linear warm-up of beta from 0 over this many steps (0: none; authors' --beta-anneal)
-    beta_warmup_steps: int = 0
+    beta_warmup_steps: NonNegInt = 0
     #: the authors' --lambda-anneal: dwKL weight gamma * (1 - max(0, 0.95 - t / T)) (0: none)
-    lambda_anneal_steps: int = 0
+    lambda_anneal_steps: NonNegInt = 0
 
 
 @MODELS.register("betatcvae")

@@ -69,6 +69,7 @@ from disentkit.models.symmetry import (
 from disentkit.models.vae import BetaVAE, BetaVAEConfig, GaussianVAE
 from disentkit.nn.architectures import DEFAULT_INIT
 from disentkit.nn.init import initialise
+from disentkit.ranges import Count, NonNegative, Positive, Weight
 from disentkit.registry import MODELS
 
 
@@ -78,23 +79,23 @@ class CFASLOptions:
 
     #: P, codebook elements per section (README: 16 on 3D Shapes, 10 elsewhere; the reference
     #: code always uses 16)
-    sub_sec: int = 10
+    sub_sec: Count = 10
     #: weight of the codebook regularisers (sparsity + parallel + orthogonal + commutator)
-    alpha: float = 1.0
+    alpha: Weight = 1.0
     #: weight of the switch pseudo-label loss
-    gamma: float = 1.0
+    gamma: Weight = 1.0
     #: weight of the encoder equivariance loss
-    lamb: float = 1.0
+    lamb: Weight = 1.0
     #: weight of the decoder equivariance loss (README: 0.1 or 0.01)
-    epsilon: float = 0.1
+    epsilon: Weight = 0.1
     #: switch pseudo-label threshold on |z1_d - z2_d| (README: 0.2 or 0.5)
-    th: float = 0.2
+    th: NonNegative = 0.2
     #: Gumbel-softmax temperature of the switches
-    tau: float = 1e-4
+    tau: Positive = 1e-4
     #: learning rate of the switch/factor prediction layer (its own Adam param group)
-    head_lr: float = 2e-5
+    head_lr: Positive = 2e-5
     #: standard deviation of the codebook's truncated-normal initialisation (cut at +-2)
-    codebook_std: float = 1.0
+    codebook_std: Positive = 1.0
     #: evaluate on a posterior sample instead of the mean (what the reference's metrics use)
     encode_sampled: bool = False
     #: turn every quirk below on (the reference code's behaviour)
@@ -299,9 +300,9 @@ class CFASLBetaTCVAEConfig(BetaTCVAEConfig, CFASLOptions):
     #: CF's betatcvae uses minibatch stratified sampling (the plain betatcvae defaults to MWS)
     estimator: Literal["mss", "mws"] = "mss"
     #: weight of the mutual-information term (the base model's ``alpha``; CF: 1)
-    mi_weight: float = 1.0
+    mi_weight: Weight = 1.0
     #: weight of the dimension-wise KL term (the base model's ``gamma``; CF: 1)
-    dwkl_weight: float = 1.0
+    dwkl_weight: Weight = 1.0
 
 
 class CFASLBetaTCVAE(make_cfasl(BetaTCVAE, CFASLBetaTCVAEConfig)):
@@ -334,7 +335,7 @@ class CFASLControlVAEConfig(ControlVAEConfig, CFASLOptions):
     (CF ``--max_beta``)."""
 
     setpoint_schedule: Literal["staircase", "linear", "constant"] = "linear"
-    beta_max: float | None = 100.0
+    beta_max: NonNegative | None = 100.0
     #: CF's controller bug: its anti-windup test reads a variable that is never updated, so the
     #: integral never accumulates and beta = clamp(beta_min + P) with a gradient through P
     quirk_frozen_integral: bool = False
@@ -369,8 +370,8 @@ class CFASLCLGVAEConfig(CLGVAEConfig, CFASLOptions):
     plain CLG-VAE's: ``hy_commute`` 20 (CLG's published runs: 0) and a codebook drawn from
     N(0, 1e-6^2) (``codebook_std``; the other CFASL models: 1)."""
 
-    hy_commute: float = 20.0
-    codebook_std: float = 1e-6
+    hy_commute: Weight = 20.0
+    codebook_std: Positive = 1e-6
     #: CF's CLG variant never decodes the transformed codes: its "decoder equivariance" term is
     #: the plain reconstruction of x from z
     quirk_clg_plain_decoder_term: bool = False

@@ -33,6 +33,7 @@ import torch
 from disentkit.models.losses import capacity, kl_normal_per_dim, reconstruction_loss, reparameterise
 from disentkit.models.vae import GaussianVAE, VAEConfig
 from disentkit.nn.architectures import Architecture
+from disentkit.ranges import Count, NonNegative, NonNegInt, Probability, Weight
 from disentkit.registry import MODELS
 
 
@@ -40,18 +41,18 @@ from disentkit.registry import MODELS
 class CLGVAEConfig(VAEConfig):
     architecture: Architecture = "clg"
     #: flattened sizes of the group features, one per subgroup (each m*m): 100 = 10x10
-    subgroup_sizes: list[int] = field(default_factory=lambda: [100])
+    subgroup_sizes: list[Count] = field(default_factory=lambda: [100])
     #: latents per subgroup; must add up to latent_dim
-    subspace_sizes: list[int] = field(default_factory=lambda: [10])
-    beta: float = 1.0
-    hy_rec: float = 0.1
-    hy_hes: float = 40.0
-    hy_commute: float = 0.0
-    forward_eg_prob: float = 0.2
+    subspace_sizes: list[Count] = field(default_factory=lambda: [10])
+    beta: Weight = 1.0
+    hy_rec: Weight = 0.1
+    hy_hes: Weight = 40.0
+    hy_commute: Weight = 0.0
+    forward_eg_prob: Probability = 0.2
     commutator: Literal["commutator", "reference_transpose"] = "commutator"
     #: capacity C_max in nats (null: plain beta * KL)
-    capacity_c_max: float | None = None
-    capacity_ramp_steps: int = 100000
+    capacity_c_max: NonNegative | None = None
+    capacity_ramp_steps: NonNegInt = 100000
 
 
 @MODELS.register("clgvae")

@@ -58,26 +58,27 @@ from typing import Literal
 import torch
 
 from disentkit.models.vae import GaussianVAE, VAEConfig
+from disentkit.ranges import Count, NonNegative, NonNegInt
 from disentkit.registry import MODELS
 
 
 @dataclass
 class ControlVAEConfig(VAEConfig):
     #: final KL set-point C_max (nats)
-    kl_target: float = 16.0
+    kl_target: NonNegative = 16.0
     #: set-point at step 0
-    setpoint_start: float = 0.5
+    setpoint_start: NonNegative = 0.5
     setpoint_schedule: Literal["staircase", "linear", "constant"] = "staircase"
     #: staircase: increase by step_size every step_period steps
-    step_size: float = 0.15
-    step_period: int = 5000
+    step_size: NonNegative = 0.15
+    step_period: Count = 5000
     #: linear: steps to go from setpoint_start to kl_target
-    ramp_steps: int = 300000
-    kp: float = 0.01
-    ki: float = 0.001
-    beta_min: float = 1.0
+    ramp_steps: NonNegInt = 300000
+    kp: NonNegative = 0.01
+    ki: NonNegative = 0.001
+    beta_min: NonNegative = 1.0
     #: upper clamp of beta (null: none, as in CV's disentangling code; CFASL uses 100)
-    beta_max: float | None = None
+    beta_max: NonNegative | None = None
     #: reference: hold I while the previous output is out of bounds (paper/CV); conditional:
     #: hold I only when integrating would push further into saturation
     anti_windup: Literal["reference", "conditional"] = "reference"

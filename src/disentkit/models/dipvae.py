@@ -19,6 +19,7 @@ from typing import Literal
 
 from disentkit.models.losses import dip_covariance, dip_penalty
 from disentkit.models.vae import GaussianVAE, VAEConfig
+from disentkit.ranges import Weight
 from disentkit.registry import MODELS
 
 
@@ -26,8 +27,8 @@ from disentkit.registry import MODELS
 class DIPVAEConfig(VAEConfig):
     #: "i": match Cov(mu) to I; "ii": match Cov(mu) + E[diag sigma^2] to I
     variant: Literal["i", "ii"] = "i"
-    lambda_od: float = 10.0
-    lambda_d: float = 100.0
+    lambda_od: Weight = 10.0
+    lambda_d: Weight = 100.0
 
 
 @MODELS.register("dipvae")

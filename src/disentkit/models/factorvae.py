@@ -36,6 +36,7 @@ reaches D). ``loss = L_VAE + L_D`` is then back-propagated once (DDP-safe).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -47,17 +48,18 @@ from disentkit.models.losses import permute_dims, reparameterise
 from disentkit.models.vae import GaussianVAE, VAEConfig
 from disentkit.nn.architectures import DEFAULT_INIT
 from disentkit.nn.init import initialise
+from disentkit.ranges import Count, Decay, Positive, Weight
 from disentkit.registry import MODELS
 
 
 @dataclass
 class FactorVAEConfig(VAEConfig):
-    gamma: float = 10.0
+    gamma: Annotated[Weight, "the weight of the total correlation"] = 10.0
     #: hidden layers of the discriminator: 6 (paper, dlib) or 5 (1Konny)
-    disc_layers: int = 6
-    disc_hidden: int = 1000
-    disc_lr: float = 1e-4
-    disc_betas: tuple[float, float] = (0.5, 0.9)
+    disc_layers: Count = 6
+    disc_hidden: Count = 1000
+    disc_lr: Positive = 1e-4
+    disc_betas: tuple[Decay, Decay] = (0.5, 0.9)
     #: permute the latents of an independent second minibatch (paper) or of the same one (dlib)
     second_batch: bool = True
 

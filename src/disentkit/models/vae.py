@@ -12,13 +12,14 @@ override :meth:`training_losses` and reuse :meth:`vae_terms`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 import torch
 
 from disentkit.models.base import Model
 from disentkit.models.losses import kl_normal_per_dim, reconstruction_loss, reparameterise
 from disentkit.nn.architectures import Architecture
+from disentkit.ranges import Count, NonNegInt, Weight
 from disentkit.registry import MODELS
 
 InitChoice = Literal["auto", "xavier_zero", "normal002", "kaiming", "xavier", "xavier_u01", "torch"]
@@ -26,22 +27,22 @@ InitChoice = Literal["auto", "xavier_zero", "normal002", "kaiming", "xavier", "x
 
 @dataclass
 class VAEConfig:
-    latent_dim: int = 10
-    #: bernoulli: BCE with logits; gaussian: sum of squared errors on sigmoid(logits) (§2)
+    latent_dim: Annotated[Count, "the number of latent dimensions"] = 10
+    #: bernoulli: BCE with logits; gaussian: sum of squared errors on sigmoid(logits)
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
-    #: encoder/decoder layout (specs/vae_methods.md §1; disentkit.nn.architectures)
+    #: encoder/decoder layout (disentkit.nn.architectures)
     architecture: Architecture = "dlib"
     #: dlib's code uses 2x2 kernels in the 3rd/4th encoder convolutions (paper: 4x4)
     dlib_kernel2: bool = False
     #: hidden width (kim: conv channels, burgess/cfasl: FC/dense_dim, mlp: units); 0: default
-    hidden_dim: int = 0
+    hidden_dim: NonNegInt = 0
     #: weight initialisation; auto: the scheme of the architecture's source (disentkit.nn.init)
     init: InitChoice = "auto"
 
 
 @dataclass
 class BetaVAEConfig(VAEConfig):
-    beta: float = 4.0
+    beta: Annotated[Weight, "the weight of the KL term"] = 4.0
 
 
 def build_encoder_decoder(config: VAEConfig, image_shape: tuple[int, int, int]):
