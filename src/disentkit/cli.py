@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"disentkit {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C is the user's choice, not a bug: one line (train has said where it stopped).
+        if debug:
+            raise
+        print(f"disentkit {args.command}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader went away (``disentkit ... | head``): stop quietly, as Unix tools do, and keep
         # the interpreter's final flush of stdout from raising again.

@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--x", default=None, help="hyperparameter on the x axis of the error-bar plots")
     parser.add_argument("--violin-by", default=None,
                         help="one violin per value of this key (e.g. model.name); default per setting")
-    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="write the tables only, no error-bar or violin plots")
     parser.set_defaults(handler=run)
 
 

@@ -28,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "disentkit analyze runs/cfasl_betavae-dsprites-seed1 --kind all"
         ),
     )
-    parser.add_argument("run_dir")
-    parser.add_argument("--kind", choices=[*KINDS, "all"], default="all")
+    parser.add_argument("run_dir", help="a trained run folder (holds config.yaml and checkpoints)")
+    parser.add_argument("--kind", choices=[*KINDS, "all"], default="all",
+                        help="which analysis to write (default all of them)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the image draws")
     parser.add_argument("--num-pairs", type=int, default=5, help="largest-kld: image pairs")
     parser.add_argument("--top-k", type=int, default=5,

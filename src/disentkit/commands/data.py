@@ -9,9 +9,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from disentkit.data.files import FILES, FileSpec, archive_kind, checksum_state, download, status, verify
-from disentkit.data.root import resolve_data_root
+if TYPE_CHECKING:  # disentkit.data imports numpy and torch: the handlers import it when they run
+    from disentkit.data.files import FileSpec
+
+
+class _NamesHelp(argparse.HelpFormatter):
+    """Fills the known dataset names into a help text's ``{names}`` only when the help is shown,
+    so that building the parser (every ``disentkit`` call) does not import disentkit.data."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        if text and "{names}" in text:
+            from disentkit.data.files import FILES
+
+            text = text.replace("{names}", ", ".join(sorted(FILES)))
+        return text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,9 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("download", "download a dataset's files (resumes, verifies checksums)"),
         ("verify", "check the size and checksums of a dataset's files"),
     ):
-        sub = actions.add_parser(name, help=help_text)
+        sub = actions.add_parser(name, help=help_text, description=help_text, formatter_class=_NamesHelp)
         if name != "list":
-            sub.add_argument("name", help=f"dataset file set, one of: {', '.join(sorted(FILES))}")
+            sub.add_argument("name", help="dataset file set, one of: {names}")
         sub.add_argument("--data-root", default=None, help="dataset folder (default: $DISENTKIT_DATA)")
         if name == "download":
             sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -39,6 +53,8 @@ def _handlers():
 
 
 def _list(args: argparse.Namespace) -> int:
+    from disentkit.data.files import FILES, status
+    from disentkit.data.root import resolve_data_root
     from disentkit.registry import DATASETS
 
     root = resolve_data_root(args.data_root)
@@ -63,12 +79,17 @@ def _size(spec: FileSpec) -> str:
 
 def _checked(spec: FileSpec) -> str:
     """The checksum state, plus the archive-ending check where no checksum is known."""
+    from disentkit.data.files import archive_kind, checksum_state
+
     state = checksum_state(spec)
     kind = archive_kind(spec)
     return f"{state} + {kind} end" if kind and state in ("size only", "unverified") and spec.url else state
 
 
 def _download(args: argparse.Namespace) -> int:
+    from disentkit.data.files import download
+    from disentkit.data.root import resolve_data_root
+
     root = resolve_data_root(args.data_root)
     show = not args.no_progress and sys.stderr.isatty()
     try:
@@ -82,6 +103,9 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from disentkit.data.files import FILES, verify
+    from disentkit.data.root import resolve_data_root
+
     if args.name not in FILES:
         print(f"disentkit data verify: unknown '{args.name}'; known: {', '.join(sorted(FILES))}",
               file=sys.stderr)

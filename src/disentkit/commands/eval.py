@@ -15,13 +15,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval", help="score a trained run with the disentanglement metrics (writes results.json)"
     )
-    parser.add_argument("run_dir")
+    parser.add_argument("run_dir", help="a trained run folder (holds config.yaml and checkpoints)")
     parser.add_argument("--metrics", nargs="+", help="metric names (default: the run's eval.metrics)")
     parser.add_argument("--preset", choices=["study", "fast"], help="sample sizes (default: the run's)")
     parser.add_argument("--seed", type=int, help="metric random seed (default: the run's eval.seed)")
     parser.add_argument("--representation", choices=["mean", "sampled"], default="mean",
                         help="posterior mean (default, dlib's headline) or one posterior sample")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda)")
     _add_protocol_options(parser)
     _add_attribute_options(parser)
     add_trust_imports(parser)

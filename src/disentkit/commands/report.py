@@ -17,12 +17,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "metric table and MI heat map, all images inlined (opens without a server)."
         ),
     )
-    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
-    parser.add_argument("--order", default="factor", choices=["kl", "factor", "index"])
-    parser.add_argument("--limit", type=float, default=3.0)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--max-latents", type=int, default=16)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                        help="one or more trained run folders; one report each")
+    parser.add_argument("--order", default="factor", choices=["kl", "factor", "index"],
+                        help="traversal row order: by the factor each latent captures (MI, "
+                             "default), by per-dim KL, by index")
+    parser.add_argument("--limit", type=float, default=3.0,
+                        help="traversals span latent values in [-L, L] (default 3)")
+    parser.add_argument("--steps", type=int, default=10, help="traversal values per row (default 10)")
+    parser.add_argument("--max-latents", type=int, default=16,
+                        help="traversal rows shown at most (default 16)")
+    parser.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda)")
     parser.add_argument("--out", type=Path, default=None,
                         help="HTML path (only with one RUN_DIR; default RUN_DIR/report.html)")
     add_trust_imports(parser)

@@ -28,14 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "local executor")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and their state only")
     slurm = parser.add_argument_group("SLURM (--executor slurm)")
-    slurm.add_argument("--partition", default=None)
-    slurm.add_argument("--account", default=None)
+    slurm.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's)")
+    slurm.add_argument("--account", default=None, help="SLURM account to charge (default: yours)")
     slurm.add_argument("--time", type=int, default=24 * 60, help="minutes per run")
     slurm.add_argument("--gpus", type=int, default=None,
                        help="GPUs per run (default 1 on SLURM, 0 with submitit-local)")
     slurm.add_argument("--cpus", type=int, default=8, help="CPUs per run")
-    slurm.add_argument("--mem-gb", type=int, default=None)
-    slurm.add_argument("--array-parallelism", type=int, default=64)
+    slurm.add_argument("--mem-gb", type=int, default=None,
+                       help="memory per run in GB (default: the partition's)")
+    slurm.add_argument("--array-parallelism", type=int, default=64,
+                       help="runs of the job array at the same time at most (default 64)")
     slurm.add_argument("--wait", action="store_true", help="block until the jobs end")
     parser.set_defaults(handler=run)
 

@@ -27,6 +27,7 @@ import shutil
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from disentkit.errors import UserError
+from disentkit.progress import say
 
 
 class MissingDataError(UserError, FileNotFoundError):
@@ -596,6 +598,28 @@ def _reason(err: BaseException) -> str:
     return _short(err)
 
 
+def _failure(err: BaseException | None, url: str) -> str:
+    """The reason of a failed transfer; one that never reached the server names the host."""
+    reason = _reason(err) if err is not None else "unknown error"
+    # urlopen wraps the errors of connecting (DNS, refused, unreachable, timed out) in a URLError
+    if isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError):
+        host = _short(urllib.parse.urlsplit(url).netloc, 80)
+        return f"host {host} unreachable: {reason}"
+    return reason
+
+
+def _by_hand(spec: FileSpec, target: Path) -> str:
+    """Where a file downloaded by hand goes and what it must match (size and checksum)."""
+    facts = [f"{spec.size:,} bytes" if spec.size is not None else "size not published"]
+    for algorithm in ("sha256", "sha1", "md5"):  # the strongest one recorded
+        if algorithm in spec.checksums:
+            facts.append(f"{algorithm} {spec.checksums[algorithm]}")
+            break
+    else:
+        facts.append("no checksum published")
+    return f"download the file by hand to {target.absolute()} ({', '.join(facts)})"
+
+
 def _transfer(name: str, spec: FileSpec, target: Path, part: Path, options: dict) -> None:
     """Fetch ``spec.url`` into ``part``, retrying network failures with exponential backoff."""
     retries, sleep = options["retries"], options["sleep"] or time.sleep
@@ -615,7 +639,7 @@ def _transfer(name: str, spec: FileSpec, target: Path, part: Path, options: dict
             if 400 <= err.code < 500:
                 raise DownloadError(
                     f"{name}: {spec.url} answered HTTP {err.code} ({_short(err.reason)}); the file "
-                    f"may have moved: download it by hand to {target}"
+                    f"may have moved: {_by_hand(spec, target)}"
                 ) from err
             failure = err
         except (OSError, http.client.HTTPException) as err:
@@ -623,14 +647,16 @@ def _transfer(name: str, spec: FileSpec, target: Path, part: Path, options: dict
                 raise
             failure = err
         if attempt < retries:
-            sleep(options["backoff"] * 2**attempt)
+            delay = options["backoff"] * 2**attempt
+            say(f"{name}: {_failure(failure, spec.url)}; retry {attempt + 1} of {retries} in {delay:g} s")
+            sleep(delay)
     kept = part.exists() and part.stat().st_size > 0
-    resume = f"the partial file {part} is kept and the next download resumes it; " if kept else ""
+    resume = f"the partial file {part.absolute()} is kept and the next download resumes it; " if kept else ""
     attempts = f"{retries + 1} attempt{'s' if retries else ''}"
     raise DownloadError(
-        f"{name}: download of {spec.url} failed after {attempts} ({_reason(failure)}); "
-        f"{resume}check the network and run `disentkit data download {name}` again, or download "
-        f"the file by hand to {target}"
+        f"{name}: download of {spec.url} failed after {attempts} ({_failure(failure, spec.url)}); "
+        f"{resume}check the network and run `disentkit data download {name}` again, or "
+        f"{_by_hand(spec, target)}"
     ) from failure
 
 

@@ -39,6 +39,7 @@ from disentkit.config import ConfigError
 from disentkit.data.base import unit_float
 from disentkit.metrics.attributes import attribute_probe_ap, attribute_regression, tad_protocol
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, encode_observations
+from disentkit.progress import duration, say
 
 __all__ = ["ATTRIBUTE_METRICS", "ATTRIBUTE_PRESETS", "attribute_split", "default_attribute_metrics",
            "evaluate_attributes"]
@@ -175,12 +176,14 @@ def evaluate_attributes(
             plans[metric] = (p, train, test)
     needed = np.unique(np.concatenate([np.concatenate([tr, te]) for _, tr, te in plans.values()]))
     t0 = time.perf_counter()
+    say(f"eval: encoding {len(needed):,} images of {name} for {', '.join(metrics)}")
     codes_needed = np.concatenate([
         encode_observations(representation_function, _observations(data, needed[s:s + 4096]),
                             encode_batch_size)
         for s in range(0, len(needed), 4096)
     ])
     timings = {"encode": time.perf_counter() - t0}
+    say(f"eval: encoded in {duration(timings['encode'])}")
     row = np.full(len(data), -1, dtype=np.int64)
     row[needed] = np.arange(len(needed))
     results: dict[str, Any] = {}
@@ -200,6 +203,7 @@ def evaluate_attributes(
             results[metric] = fn(codes_needed[row[tr]], attributes[tr], codes_needed[row[te]],
                                  attributes[te], **p)
         timings[metric] = time.perf_counter() - t0
+        say(f"eval: {metric} done in {duration(timings[metric])}")
     return {
         "metrics": results,
         "config": config,

@@ -35,6 +35,7 @@ from disentkit.metrics.groups import (
     normalize_groups,
 )
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, CodeCache, encode_observations
+from disentkit.progress import duration, say
 from disentkit.registry import METRICS
 
 __all__ = ["DEFAULT_METRICS", "FDAE_METRICS", "PROTOCOLS", "PRESETS", "evaluate", "library_versions",
@@ -322,17 +323,22 @@ def evaluate(
         t0 = time.perf_counter()
         grid = GridCodes(ground_truth_data, counting, encode_batch_size,
                          max_bytes=GRID_CACHE_MAX_BYTES if code_cache == "auto" else None)
+        say(f"eval: encoding all {len(ground_truth_data):,} images of the factor grid once")
         try:
             grid.encode()
         except GridCacheTooLarge:
             use_grid = False
+            say("eval: the grid's codes would not fit in memory; each metric encodes its own sample")
         else:
             ground_truth_data, rep = grid.index_data(), grid.lookup
+            say(f"eval: grid encoded in {duration(time.perf_counter() - t0)}")
         timings["grid_encode"] = time.perf_counter() - t0
     config["code_cache"] = "grid" if use_grid else "off"
     fdae_dims = 0
     if protocol == "disdiff":
         t0 = time.perf_counter()
+        say(f"eval: fitting DisDiff's per-group PCA on the codes of "
+            f"{len(ground_truth_data) if disdiff_fit_points is None else disdiff_fit_points:,} images")
         if disdiff_fit_points is None:
             n = len(ground_truth_data)
             fit_codes = np.concatenate([
@@ -359,7 +365,9 @@ def evaluate(
         config["group_dims"] = fdae_dims
     cache = CodeCache(ground_truth_data, rep, encode_batch_size) if share_codes else None
     results: dict[str, Any] = {}
-    for name in metrics:
+    for number, name in enumerate(metrics, 1):
+        say(f"eval: {name} ({number}/{len(metrics)}) ...")
+        encoded_before = counting.observations
         fn = METRICS.get(name)
         p = _metric_params(name, preset, params)
         if name in ("dci", "sap") and "n_jobs" not in p:
@@ -394,6 +402,8 @@ def evaluate(
                                encode_batch_size=encode_batch_size, **p)
             p.pop("fit_transform", None)
         timings[name] = time.perf_counter() - t0
+        say(f"eval: {name} done in {duration(timings[name])}, "
+            f"{_encoded(counting.observations - encoded_before)}")
     return {
         "metrics": results,
         "config": config,
@@ -402,6 +412,10 @@ def evaluate(
         "encoder": {"calls": counting.calls, "observations": counting.observations,
                     "code_cache": config["code_cache"], "planned_observations": planned},
     }
+
+
+def _encoded(count: int) -> str:
+    return f"{count:,} images encoded" if count else "codes from the cache (no images encoded)"
 
 
 class _Reduced:

@@ -380,6 +380,33 @@ class Trainer:
     def _request_stop(self, signum: int, frame: Any) -> None:  # pragma: no cover - signal path
         self._stop_requested = True
 
+    def _request_stop_or_abort(self, signum: int, frame: Any) -> None:  # pragma: no cover - signal path
+        """Ctrl-C: the first stops at the end of the step with a checkpoint; a second one aborts
+        at once (the last checkpoint written is kept)."""
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+
+    def _resume_hint(self) -> str:
+        import shlex
+
+        return f"disentkit train --resume {shlex.quote(str(self.run_dir))}"
+
+    def _say_stopped(self) -> None:
+        """Where an interrupted run stopped and the command that continues it."""
+        if not self.fabric.is_global_zero:
+            return
+        if self._saved_step == self.step:
+            where = f"stopped at step {self.step}/{self.config.train.steps} (checkpoint saved)"
+        elif self._saved_step is not None:
+            where = (f"stopped at step {self.step}/{self.config.train.steps}; the last checkpoint "
+                     f"is that of step {self._saved_step}")
+        else:
+            print(f"stopped at step {self.step}/{self.config.train.steps} before the first "
+                  "checkpoint; run the same command again to start over", file=sys.stderr, flush=True)
+            return
+        print(f"{where}; resume with: {self._resume_hint()}", file=sys.stderr, flush=True)
+
     # ------------------------------------------------------------------------------------------
     def fit(self) -> Path:
         self._setup()
@@ -424,6 +451,9 @@ class Trainer:
                 # SLURM sends SIGUSR1/SIGTERM before pre-emption: checkpoint at the next step boundary.
                 for sig in (signal.SIGUSR1, signal.SIGTERM):
                     previous_handlers[sig] = signal.signal(sig, self._request_stop)
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    previous_handlers[signal.SIGINT] = signal.signal(signal.SIGINT,
+                                                                     self._request_stop_or_abort)
             self._write_summary("running")
             self._loop(loggers)
         finally:
@@ -439,6 +469,8 @@ class Trainer:
         a full disk becomes one line saying what was kept and how to go on."""
         reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}"
         self._write_summary("failed", best_effort=True, error=reason)
+        if isinstance(err, KeyboardInterrupt):
+            self._say_stopped()
         if not is_disk_full(err):
             raise err
         where = getattr(err, "filename", None) or self.run_dir
@@ -511,6 +543,7 @@ class Trainer:
                 self.save_checkpoint(pending)
                 self._write_summary("interrupted")
                 progress.close()
+                self._say_stopped()
                 return
         progress.close()
         self.save_checkpoint()
@@ -531,10 +564,13 @@ def _in_main_thread() -> bool:
 
 
 class _Progress:
-    """A rich progress bar with loss and images/s on a terminal; plain log lines otherwise."""
+    """A rich progress bar with loss and images/s on a terminal; otherwise (a pipe, a SLURM log)
+    one line per logged step: ``step N/TOTAL  loss L  R img/s  ETA mm:ss``."""
 
     def __init__(self, total: int, start: int, enabled: bool) -> None:
         self.enabled = enabled
+        self.total, self.start = total, start
+        self.started = time.perf_counter()
         self.bar = None
         if enabled and sys.stderr.isatty():
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -553,7 +589,18 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(self.task, completed=step, info=info)
         else:
-            print(f"step {step}: {info}", file=sys.stderr, flush=True)
+            width = len(str(self.total))
+            print(f"step {step:>{width}}/{self.total}  {info}  ETA {self.eta(step)}",
+                  file=sys.stderr, flush=True)
+
+    def eta(self, step: int) -> str:
+        """Time left at the mean pace of this process's steps so far (``--:--`` before one)."""
+        from disentkit.progress import clock
+
+        done, elapsed = step - self.start, time.perf_counter() - self.started
+        if done <= 0 or elapsed <= 0:
+            return "--:--"
+        return clock((self.total - step) * elapsed / done)
 
     def close(self) -> None:
         if self.bar is not None:

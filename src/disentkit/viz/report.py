@@ -140,6 +140,9 @@ def _fmt(value: float) -> str:
 
 def _section(page: _Page, name: str, fn) -> None:
     """Run one section; a failure becomes a note on the page instead of losing the report."""
+    from disentkit.progress import say
+
+    say(f"report: {name} ...")
     try:
         fn()
     except Exception as err:  # noqa: BLE001 - the report must survive any missing piece
