@@ -34,6 +34,7 @@ CASES = [
 ]
 
 
+@pytest.mark.learning  # asserts the reconstruction fell, a training outcome
 @pytest.mark.parametrize("preset,overrides,keys", CASES,
                          ids=[f"{c[0]}{'+' if c[1] else ''}" for c in CASES])
 def test_smoke_preset_trains_through_cli(tmp_path: Path, preset: str, overrides: list[str],
@@ -47,7 +48,9 @@ def test_smoke_preset_trains_through_cli(tmp_path: Path, preset: str, overrides:
         assert all(math.isfinite(v) for v in record.values() if isinstance(v, (int, float)))
         for key in ["loss", "reconstruction", "kl", "kl_per_dim/0", *keys]:
             assert key in record, f"{key} not logged"
-    assert records[-1]["reconstruction"] < records[0]["reconstruction"]
+    # Measured 0.31-0.57 on the SSE4.1 and AVX2 kernel paths (benchmarks/results/learning_isa.md); an
+    # untrained model stays near 1.
+    assert records[-1]["reconstruction"] < 0.8 * records[0]["reconstruction"]
     assert (run / "checkpoints" / "last.pt").is_file()
     if preset == "betatcvae/smoke" and not overrides:  # both warm-ups end within the run
         assert records[0]["beta"] == pytest.approx(6.0 * 9 / 10)  # logged after step index 9
