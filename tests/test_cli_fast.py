@@ -159,12 +159,14 @@ def test_offline_download_names_only_a_part_file_that_exists(tmp_path: Path, mon
     assert ".part" not in capsys.readouterr().err
 
 
-def test_offline_retries_are_announced(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_offline_download_is_one_line_without_waiting_for_retries(tmp_path: Path, monkeypatch,
+                                                                  capsys) -> None:
+    # a refused connection (as offline) is not retried, even with the default retries
     _offline(monkeypatch)
     waits: list[float] = []
     monkeypatch.setattr(files.time, "sleep", waits.append)
-    assert main(["data", "download", "offline_toy", "--retries", "2", "--data-root", str(tmp_path)]) == 2
+    assert main(["data", "download", "offline_toy", "--data-root", str(tmp_path)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert waits == [1.0, 2.0] and len(lines) == 3
-    assert "retry 1 of 2 in 1 s" in lines[0] and "retry 2 of 2 in 2 s" in lines[1]
-    assert "failed after 3 attempts" in lines[2] and "(size not published, no checksum published)" in lines[2]
+    assert waits == [] and len(lines) == 1
+    assert "failed after 1 attempt (host 127.0.0.1" in lines[0] and "unreachable" in lines[0]
+    assert "(size not published, no checksum published)" in lines[0]

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import tarfile
 import time
 import urllib.error
@@ -608,6 +609,17 @@ def _failure(err: BaseException | None, url: str) -> str:
     return reason
 
 
+def _never_connected(err: BaseException) -> bool:
+    """True when the request never reached a server: the host name does not resolve, the
+    connection is refused or the network is unreachable (what an offline machine sees).
+    Time-outs and cut transfers are not among them; those are retried."""
+    if not isinstance(err, urllib.error.URLError) or isinstance(err, urllib.error.HTTPError):
+        return False
+    reason = err.reason
+    return isinstance(reason, (socket.gaierror, ConnectionRefusedError)) or (
+        isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH))
+
+
 def _by_hand(spec: FileSpec, target: Path) -> str:
     """Where a file downloaded by hand goes and what it must match (size and checksum)."""
     facts = [f"{spec.size:,} bytes" if spec.size is not None else "size not published"]
@@ -646,13 +658,16 @@ def _transfer(name: str, spec: FileSpec, target: Path, part: Path, options: dict
             if isinstance(err, OSError) and err.errno in _LOCAL_ERRNOS:
                 raise
             failure = err
+            if _never_connected(err):
+                break  # offline, or no such host: waiting and asking again would not change that
         if attempt < retries:
             delay = options["backoff"] * 2**attempt
             say(f"{name}: {_failure(failure, spec.url)}; retry {attempt + 1} of {retries} in {delay:g} s")
             sleep(delay)
     kept = part.exists() and part.stat().st_size > 0
     resume = f"the partial file {part.absolute()} is kept and the next download resumes it; " if kept else ""
-    attempts = f"{retries + 1} attempt{'s' if retries else ''}"
+    tries = attempt + 1
+    attempts = f"{tries} attempt{'s' if tries > 1 else ''}"
     raise DownloadError(
         f"{name}: download of {spec.url} failed after {attempts} ({_failure(failure, spec.url)}); "
         f"{resume}check the network and run `disentkit data download {name}` again, or "
