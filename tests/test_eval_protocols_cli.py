@@ -49,7 +49,7 @@ def test_fdae_without_metrics_leaves_out_the_runs_metrics_it_has_no_form_of(run_
     assert main(["eval", str(run_dir), "--preset", "fast", "--protocol", "fdae", "--group-size", "5",
                  "--group-dims", "2"]) == 0
     res = _results(run_dir)
-    assert list(res["metrics"]) == ["mig"]  # the run's [mig, beta_vae] without beta_vae
+    assert res["evaluated"] == ["mig"]  # the run's [mig, beta_vae] without beta_vae
     assert res["config"]["groups"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
     assert res["config"]["group_dims"] == 2
 

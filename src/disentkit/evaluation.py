@@ -1,9 +1,17 @@
 """Evaluate a trained run: encode with its model, score every requested metric, write
-``results.json`` into the run directory (scores, parameters, protocol, library versions)."""
+``results.json`` into the run directory (scores, parameters, protocol, library versions).
+
+``results.json`` keeps one entry per metric: a new evaluation replaces the entries of the metrics
+it scores and keeps the others, and says which it replaced and what changed (seed, preset,
+protocol, representation, parameters, checkpoint step). ``metrics[name]`` is the score dict and
+``entries[name]`` its settings; ``config``, ``versions``, ``timings_s`` and ``encoder`` describe
+the latest evaluation (the metrics listed in ``evaluated``)."""
 
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +127,13 @@ def evaluate_run(
             "the disentanglement metrics need a ground-truth dataset, the attribute metrics (tad, "
             "attribute_probe_ap, attribute_regression) a labelled one such as celeba or lfw"
         )
-    payload = _json_safe({"run": str(run.path), "dataset": run.config.data.name,
-                          "representation": representation, **results})
-    write_text_atomic(Path(run_dir) / "results.json", json.dumps(payload, indent=2))
+    fresh = _json_safe({"run": str(run.path), "dataset": run.config.data.name,
+                        "representation": representation, **results})
+    payload, note = save_results(Path(run_dir), fresh, step=_run_step(Path(run_dir)))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     if not quiet:
-        print(format_table(payload))
+        print(format_table(payload, only=payload["evaluated"]))
     return payload
 
 
@@ -141,12 +151,170 @@ def headline_scores(results: dict[str, Any]) -> dict[str, float]:
     return scores
 
 
-def format_table(results: dict[str, Any]) -> str:
+def format_table(results: dict[str, Any], only: list[str] | None = None) -> str:
+    """Markdown table of every scalar score (of the metrics in ``only`` when given)."""
     lines = ["| metric | score | value key |", "|---|---|---|"]
     for name, values in results.get("metrics", {}).items():
-        if not isinstance(values, dict):
+        if not isinstance(values, dict) or (only is not None and name not in only):
             continue
         for key, value in values.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 lines.append(f"| {name} | {value:.4f} | {key} |")
     return "\n".join(lines)
+
+
+# ---- results.json: one entry per metric, merged across evaluations ------------------------------
+
+#: layout of results.json: 2 keeps one entry per metric with its own settings (``entries``);
+#: 1 (files without ``layout``) held one evaluation, its settings in ``config``
+RESULTS_LAYOUT = 2
+
+#: an entry's settings that a replacement names when they change, in this order
+_COMPARED = ("protocol", "representation", "preset", "seed", "groups", "group_dims",
+             "disdiff_fit_points", "step", "params")
+
+
+def _run_step(run_dir: Path) -> int | None:
+    """The run's step in summary.json (that of the checkpoint evaluated), or None."""
+    try:
+        step = json.loads((run_dir / "summary.json").read_text()).get("step")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def metric_entries(results: dict[str, Any], evaluated_at: str | None = None,
+                   step: int | None = None) -> dict[str, dict[str, Any]]:
+    """``{metric: settings}`` of one evaluation in :func:`disentkit.metrics.evaluate`'s layout:
+    its seed, preset, protocol (and group layout), representation, the metric's own parameters,
+    the checkpoint step, when it ran and how long the metric took."""
+    config = results.get("config") if isinstance(results.get("config"), dict) else {}
+    params = config.get("params") if isinstance(config.get("params"), dict) else {}
+    timings = results.get("timings_s") if isinstance(results.get("timings_s"), dict) else {}
+    shared = {key: config[key] for key in ("seed", "preset", "protocol", "code_cache", "groups",
+                                           "group_dims", "disdiff_fit_points") if key in config}
+    entries = {}
+    for name in results.get("metrics") or {}:
+        entries[name] = {**shared, "representation": results.get("representation"),
+                         "params": params.get(name, {}), "step": step, "evaluated_at": evaluated_at,
+                         "time_s": timings.get(name)}
+        if isinstance(results.get("versions"), dict):
+            entries[name]["versions"] = results["versions"]
+    return entries
+
+
+def upgrade_results(results: dict[str, Any]) -> dict[str, Any]:
+    """A results.json payload in the current layout. A layout-1 file (one evaluation, no
+    ``entries``) gets each metric's entry from its ``config``; when and at which step it ran are
+    unknown (None). Metrics without an entry in a layout-2 file get one the same way."""
+    metrics = results.get("metrics") if isinstance(results.get("metrics"), dict) else {}
+    given = results.get("entries") if isinstance(results.get("entries"), dict) else {}
+    derived = metric_entries({**results, "metrics": metrics})
+    upgraded = dict(results)
+    upgraded.update(layout=RESULTS_LAYOUT, metrics=dict(metrics),
+                    entries={name: given[name] if isinstance(given.get(name), dict) else derived[name]
+                             for name in metrics})
+    if not isinstance(upgraded.get("evaluated"), list):
+        upgraded["evaluated"] = list(metrics)
+    return upgraded
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``"protocol dlib -> fdae; seed 0 -> 3"`` between two entries (settings unknown on one
+    side are left out), or ``"same settings"``."""
+    changes = []
+    for key in _COMPARED:
+        before, after = old.get(key), new.get(key)
+        if before is None or after is None or before == after:
+            continue
+        if key == "params" and isinstance(before, dict) and isinstance(after, dict):
+            changes += [f"{k} {_short(before.get(k))} -> {_short(after.get(k))}"
+                        for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+        else:
+            changes.append(f"{key} {_short(before)} -> {_short(after)}")
+    return "; ".join(changes)[:240] if changes else "same settings"
+
+
+def merge_results(previous: dict[str, Any] | None, fresh: dict[str, Any], step: int | None = None,
+                  evaluated_at: str | None = None) -> tuple[dict[str, Any], str]:
+    """Merge a new evaluation into the previous results.json payload: the metrics it scored
+    replace theirs, the others are kept. Returns ``(payload, note)``; the note names what was
+    replaced (with what changed) and kept, and is empty when nothing was there before."""
+    new_entries = metric_entries(fresh, evaluated_at, step)
+    evaluated = list(fresh.get("metrics") or {})
+    old = upgrade_results(previous) if previous else {"metrics": {}, "entries": {}}
+    replaced = {name: describe_changes(old["entries"].get(name, {}), new_entries[name])
+                for name in evaluated if name in old["metrics"]}
+    kept = [name for name in old["metrics"] if name not in new_entries]
+    payload = {**fresh, "layout": RESULTS_LAYOUT,
+               "metrics": {**old["metrics"], **fresh.get("metrics", {})},
+               "entries": {**old["entries"], **new_entries},
+               "evaluated": evaluated, "replaced": replaced}
+    return payload, _merge_note(replaced, kept, old["entries"], step)
+
+
+def _merge_note(replaced: dict[str, str], kept: list[str], old_entries: dict[str, Any],
+                step: int | None) -> str:
+    parts = []
+    if replaced:
+        parts.append("replaced " + ", ".join(f"{name} ({why})" for name, why in replaced.items()))
+    if kept:
+        parts.append("kept " + ", ".join(_kept_label(n, old_entries, step) for n in kept)
+                     + " from earlier evaluations")
+    note = "results.json: " + "; ".join(parts) if parts else ""
+    return note if len(note) <= 600 else note[:597] + "..."
+
+
+def _kept_label(name: str, old_entries: dict[str, Any], step: int | None) -> str:
+    """``"sap (step 6)"`` when a kept metric scored another checkpoint than this evaluation."""
+    was = old_entries.get(name, {}).get("step")
+    if step is None or was is None or was == step:
+        return name
+    return f"{name} (step {was})"
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename ``path`` to a free ``results.previous[-N].json`` beside it; returns the new path."""
+    number = 1
+    while True:
+        target = path.with_name(f"{path.stem}.previous{'' if number == 1 else f'-{number}'}.json")
+        if not target.exists():
+            path.replace(target)
+            return target
+        number += 1
+
+
+def _read_previous(path: Path, dataset: str) -> tuple[dict[str, Any] | None, str]:
+    """The results.json to merge into, or None; a file that cannot be read, or holds another
+    dataset's scores, is renamed aside (never overwritten) and the note says so."""
+    if not path.exists():
+        return None, ""
+    try:
+        previous = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        previous = None
+        why = "could not be parsed as JSON"
+    else:
+        why = "is not a JSON object" if not isinstance(previous, dict) else ""
+    if isinstance(previous, dict) and previous.get("dataset") not in (None, dataset):
+        why = f"held scores of dataset {_short(previous['dataset'])} (the run now uses {_short(dataset)})"
+    if not why:
+        return previous, ""
+    moved = _set_aside(path)
+    return None, f"the previous results.json {why}; it was kept as {moved.name} and a new one written"
+
+
+def save_results(run_dir: Path, fresh: dict[str, Any], step: int | None = None) -> tuple[dict[str, Any], str]:
+    """Merge ``fresh`` (one evaluation) into ``run_dir/results.json`` and write it atomically;
+    returns the written payload and a note on what was replaced, kept or set aside ("" if none)."""
+    path = Path(run_dir) / "results.json"
+    previous, aside = _read_previous(path, str(fresh.get("dataset")))
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    payload, note = merge_results(previous, fresh, step=step, evaluated_at=now)
+    write_text_atomic(path, json.dumps(payload, indent=2))
+    return payload, "; ".join(n for n in (aside, note) if n)

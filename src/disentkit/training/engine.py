@@ -192,6 +192,8 @@ class Trainer:
         # Distinct noise per process, reproducible from (seed, rank).
         torch.manual_seed(config.seed * 100_003 + fabric.global_rank + 1)
         self.step = 0
+        # seconds in the training loop, carried across resumes in the checkpoint (the report's wall time)
+        self.train_time_s = 0.0
 
     def _state(self) -> dict[str, Any]:
         rng = torch.get_rng_state()
@@ -199,6 +201,7 @@ class Trainer:
             else rng.unsqueeze(0)
         state: dict[str, Any] = {
             "step": self.step,
+            "train_time_s": self.train_time_s,
             "image_shape": list(self.image_shape),
             "dataset_size": len(self.data),
             "model": self.raw_model.state_dict(),
@@ -240,6 +243,7 @@ class Trainer:
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         self.step = int(state["step"])
+        self.train_time_s = float(state.get("train_time_s", 0.0))
         self._apply_configured_settings(configured, state)
 
     def _configured_settings(self) -> list[list[dict[str, Any]]]:
@@ -370,7 +374,8 @@ class Trainer:
         """Write summary.json; ``best_effort`` (a run that is failing) never raises an OSError."""
         if not self.fabric.is_global_zero:
             return
-        summary = {"status": status, "step": self.step, "steps": self.config.train.steps, **extra}
+        summary = {"status": status, "step": self.step, "steps": self.config.train.steps,
+                   "train_time_s": round(self.train_time_s, 1), **extra}
         text = json.dumps(summary, indent=2)
         if best_effort:
             write_text_best_effort(self.run_dir / "summary.json", text)
@@ -530,6 +535,7 @@ class Trainer:
                 if fabric.world_size > 1:
                     scalars = fabric.all_reduce(scalars, reduce_op="mean")
                 elapsed = time.perf_counter() - window_start
+                self.train_time_s += elapsed
                 record = {"step": self.step, **{k: float(v) for k, v in scalars.items()}}
                 record["lr"] = self.schedulers[0].get_last_lr()[0]
                 record["images_per_s"] = window_images / max(elapsed, 1e-9)

@@ -44,6 +44,7 @@ __all__ = [
     "SeedCodes",
     "decode_codes",
     "fixed_indices",
+    "mark_collapsed",
     "quantile_values",
     "range_values",
     "seed_codes",
@@ -175,6 +176,29 @@ def seed_codes(
     raise ValueError(f"unknown traversal mode {mode!r}; use one of: {', '.join(MODES)}, all")
 
 
+def mark_collapsed(order: LatentOrder, kl: Sequence[float] | None, threshold: float = 0.01
+                   ) -> tuple[LatentOrder, list[int]]:
+    """``order`` with the rows of collapsed latents (KL < ``threshold``: the posterior is the
+    prior, the decoder ignores the latent) relabelled ``z3 KL 0.004 collapsed``; returns it and
+    those latents, for :func:`write_traversals`' ``muted``."""
+    if kl is None:
+        return order, []
+    collapsed = [d for d in order.dims if float(kl[d]) < threshold]
+    labels = [f"z{d} KL {float(kl[d]):.3f} collapsed" if d in collapsed else label
+              for d, label in zip(order.dims, order.labels)]
+    return LatentOrder(list(order.dims), labels, order.criterion, list(order.notes)), collapsed
+
+
+def _fade(tiles: np.ndarray, rows: list[int]) -> np.ndarray:
+    """Wash out rows ``rows`` of uint8 tiles (..., R, S, H, W, 3) towards light grey."""
+    if not rows:
+        return tiles
+    out = tiles.copy()
+    faded = out[..., rows, :, :, :, :].astype(np.float32) * 0.35 + 0.65 * 225.0
+    out[..., rows, :, :, :, :] = faded.round().astype(np.uint8)
+    return out
+
+
 def _value_labels(values: torch.Tensor, quantile_tail: float | None) -> list[str]:
     steps = values.shape[-1]
     if values.ndim == 2:
@@ -199,23 +223,26 @@ def write_traversals(
     prior: str = "normal",
     gif: bool = True,
     duration_ms: int = 150,
+    muted: Sequence[int] = (),
 ) -> dict[str, list[Path]]:
     """Write traversal PNGs (one per seed code) and GIFs (one per mode) to ``out_dir``.
 
-    ``values`` (S,) or (D, S) defaults to ``range_values()``. Returns ``{mode: [paths]}``; the
-    GIF (if any) is the last path of each mode.
+    ``values`` (S,) or (D, S) defaults to ``range_values()``. Rows of the latents in ``muted``
+    (collapsed ones, :func:`mark_collapsed`) are washed out grey. Returns ``{mode: [paths]}``;
+    the GIF (if any) is the last path of each mode.
     """
     values = range_values() if values is None else values
     col_labels = _value_labels(values, quantile_tail)
     written: dict[str, list[Path]] = {}
     out_dir = Path(out_dir)
+    faded_rows = [r for r, d in enumerate(order.dims) if d in set(muted)]
     for mode in modes:
         seeds = seed_codes(
             model, mode, data=data, indices=fixed, num_fixed=num_fixed, num_prior=num_prior,
             seed=seed, prior=prior,
         )
         images = traversal_images(model, seeds.codes, order.dims, values)  # (B, R, S, C, H, W)
-        tiles = to_uint8(images)  # (B, R, S, H, W, 3)
+        tiles = _fade(to_uint8(images), faded_rows)  # (B, R, S, H, W, 3)
         paths: list[Path] = []
         for b, name in enumerate(seeds.names):
             grid = label_grid(
