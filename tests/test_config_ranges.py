@@ -35,7 +35,7 @@ BAD_VALUES = [
     ("train.checkpoint_every=0", "train.checkpoint_every", ">= 1"),
     ("model.latent_dim=0", "model.latent_dim", ">= 1"),
     ("model.beta=-4", "model.beta", ">= 0"),
-    ("schedule.warmup_steps=-10", "schedule.warmup_steps", ">= 0"),
+    ("lr_schedule.warmup_steps=-10", "lr_schedule.warmup_steps", ">= 0"),
     ("train.batch_size=0", "train.batch_size", ">= 1"),
     ("optim.lr=nan", "optim.lr", "a finite number > 0"),
     ("train.devices=0", "train.devices", ">= 1"),
@@ -47,7 +47,7 @@ BAD_VALUES = [
     ("optim.lr=-0.001", "optim.lr", "> 0"),
     ("optim.betas=[0.9, 1.0]", "optim.betas[1]", "in [0, 1)"),
     ("train.ema_decay=1", "train.ema_decay", "in (0, 1)"),
-    ("schedule.min_lr_ratio=1.5", "schedule.min_lr_ratio", "in [0, 1]"),
+    ("lr_schedule.min_lr_ratio=1.5", "lr_schedule.min_lr_ratio", "in [0, 1]"),
     ("seed=-1", "seed", "in [0, 4294967295]"),
     ("eval.seed=4294967296", "eval.seed", "in [0, 4294967295]"),
     ("train.num_nodes=0", "train.num_nodes", ">= 1"),
@@ -97,7 +97,7 @@ def test_message_says_what_was_expected_found_and_what_to_do() -> None:
     ("train.grad_clip=null", "train.grad_clip=0"),
     ("train.ema_decay=null", "train.ema_decay=0"),
     ("optim.betas=[0, 0.999]", "optim.betas=[-0.1, 0.999]"),
-    ("schedule.min_lr_ratio=1", "schedule.min_lr_ratio=1.001"),
+    ("lr_schedule.min_lr_ratio=1", "lr_schedule.min_lr_ratio=1.001"),
     ("train.num_threads=0", "train.num_threads=-1"),
 ])
 def test_bounds_are_where_declared(inside: str, outside: str) -> None:

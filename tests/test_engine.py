@@ -47,7 +47,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_resume_after_kill_is_exact(tmp_path: Path) -> None:
     """SIGKILL a training process mid-run, resume it, and compare with an unbroken run."""
-    args = ["train.steps=300", "train.checkpoint_every=7", "schedule.name=cosine",
+    args = ["train.steps=300", "train.checkpoint_every=7", "lr_schedule.name=cosine",
             "train.ema_decay=0.9", "log.every=10"]
     full = disentkit.train(_config(tmp_path, *args, "name=full"))
     cmd = [sys.executable, "-m", "disentkit", "train", *BASE, f"out_dir={tmp_path}", *args,
@@ -159,8 +159,8 @@ def test_grad_clip_bounds_update(tmp_path: Path) -> None:
 
 
 def test_cosine_schedule_reaches_floor(tmp_path: Path) -> None:
-    run_dir = disentkit.train(_config(tmp_path, "train.steps=8", "schedule.name=cosine",
-                                      "schedule.min_lr_ratio=0.1", "name=cos"))
+    run_dir = disentkit.train(_config(tmp_path, "train.steps=8", "lr_schedule.name=cosine",
+                                      "lr_schedule.min_lr_ratio=0.1", "name=cos"))
     records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["lr"] == pytest.approx(1e-4)
     assert records[0]["lr"] < 1e-3

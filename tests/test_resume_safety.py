@@ -156,7 +156,7 @@ def _suggested_overrides(message: str, run: Path) -> list[str]:
 
 def test_nan_stop_advice_followed_literally_resumes_with_finite_loss(tmp_path, capsys) -> None:
     # A too high learning rate (reached through the warm-up) explodes at step 2.
-    args = _args(tmp_path, "optim.lr=0.3", "schedule.warmup_steps=30", "train.steps=10",
+    args = _args(tmp_path, "optim.lr=0.3", "lr_schedule.warmup_steps=30", "train.steps=10",
                  "train.checkpoint_every=1")
     assert main(["train", *args]) == 1
     message = _error_line(capsys)
@@ -173,7 +173,7 @@ def test_nan_stop_advice_followed_literally_resumes_with_finite_loss(tmp_path, c
 
 
 def test_lower_lr_written_into_config_yaml_wins_over_the_checkpoint(tmp_path, capsys) -> None:
-    args = _args(tmp_path, "optim.lr=0.3", "schedule.warmup_steps=30", "train.steps=10",
+    args = _args(tmp_path, "optim.lr=0.3", "lr_schedule.warmup_steps=30", "train.steps=10",
                  "train.checkpoint_every=1")
     assert main(["train", *args]) == 1
     run = tmp_path / "r"

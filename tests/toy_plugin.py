@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from disentkit.data.base import ArrayGroundTruthData
-from disentkit.models.base import Model
+from disentkit.models.base import DataFacts, Model
 from disentkit.registry import DATASETS, MODELS
 
 
@@ -55,9 +55,9 @@ class ToyAE(Model):
 
     Config = ToyAEConfig
 
-    def __init__(self, config: ToyAEConfig, image_shape: tuple[int, int, int]) -> None:
-        super().__init__(config, image_shape)
-        c, h, w = image_shape
+    def __init__(self, config: ToyAEConfig, data: DataFacts) -> None:
+        super().__init__(config, data)
+        c, h, w = self.image_shape
         self.enc = nn.Linear(c * h * w, config.latent_dim)
         self.dec = nn.Linear(config.latent_dim, c * h * w)
 

@@ -108,6 +108,15 @@ def finish_run(path: Path, config: RunConfig) -> None:
         write_report(path)
 
 
+def _data_facts(state: dict[str, Any]) -> Any:
+    """The DataFacts a checkpoint recorded (image shape and dataset size in older ones)."""
+    from disentkit.models.base import DataFacts
+
+    if isinstance(state.get("data_facts"), dict):
+        return DataFacts.from_dict(state["data_facts"])
+    return DataFacts(tuple(state["image_shape"]), int(state.get("dataset_size", 0)))
+
+
 def load_run(
     path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu",
     trust_imports: bool = False,
@@ -130,7 +139,7 @@ def load_run(
     # The newest intact checkpoint: last.pt, or prev.pt (with a warning) when last.pt is
     # missing or fails its checksum; CheckpointError when neither is intact.
     state, checkpoint = load_latest(path / CHECKPOINT_DIR)
-    model = build_model(config, tuple(state["image_shape"]), int(state["dataset_size"]))
+    model = build_model(config, _data_facts(state))
     try:
         model.load_state_dict(state["model"])
         if use_ema and "ema" in state:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 
 from disentkit.config import RunConfig
 from disentkit.data.root import resolve_data_root
+from disentkit.models.base import DataFacts
 from disentkit.registry import DATASETS, MODELS
 
 
@@ -23,19 +23,20 @@ def image_shape_of(data: Any) -> tuple[int, int, int]:
     return (int(channels), int(height), int(width))
 
 
+def data_facts_of(data: Any) -> DataFacts:
+    """The :class:`~disentkit.models.base.DataFacts` of a dataset object."""
+    return DataFacts.of(data)
+
+
 def build_model(
-    config: RunConfig, image_shape: tuple[int, int, int], dataset_size: int
+    config: RunConfig, data: DataFacts | tuple[int, int, int], dataset_size: int | None = None
 ) -> torch.nn.Module:
-    """The run's model for images of ``image_shape`` (C, H, W) from a dataset of ``dataset_size``."""
+    """The run's model, told the facts of its training data (``data``; a bare (C, H, W) shape
+    plus ``dataset_size`` is accepted too)."""
+    if not isinstance(data, DataFacts):
+        data = DataFacts(tuple(data), int(dataset_size or 0))
     cls = MODELS.get(config.model.name)
-    params = config.model.params
-    # Methods whose estimators need the dataset size (beta-TCVAE's MSS) declare a field for it.
-    if dataclasses.is_dataclass(params) and any(
-        f.name == "dataset_size" for f in dataclasses.fields(params)
-    ):
-        if not getattr(params, "dataset_size", 0):
-            params = dataclasses.replace(params, dataset_size=dataset_size)
-    return cls(params, tuple(image_shape))
+    return cls(config.model.params, data)
 
 
 def to_model_input(batch_uint8: torch.Tensor, value_max: float, input_range: str) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Typed run configuration: packaged YAML presets + ``key=value`` overrides, strictly checked.
 
-A run config has fixed sections (``train``, ``optim``, ``schedule``, ``eval``, ``log``) and two
+A run config has fixed sections (``train``, ``optim``, ``lr_schedule``, ``eval``, ``log``) and two
 sections whose fields depend on what they name: ``model`` and ``data``. Their ``name`` picks a
 registry entry, and that entry's ``Config`` dataclass types the remaining keys. Unknown keys and
 wrong types fail with a message naming the key and what is allowed.
@@ -56,9 +56,16 @@ class TrainConfig:
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
     #: L2 norm for gradient clipping (per optimiser); null disables it
     grad_clip: Annotated[Positive, "the largest gradient norm"] | None = None
-    #: EMA decay of the modules named in ema_modules (all of the model when empty); null: no EMA
+    #: EMA decay of the modules named in ema_modules; null: no EMA
     ema_decay: Annotated[float, Range(gt=0, lt=1, what="the EMA decay")] | None = None
+    #: the sub-modules the EMA averages; empty: those the model declares (Model.ema_modules),
+    #: or all of the model when it declares none
     ema_modules: list[str] = field(default_factory=list)
+    #: LDM's EMA warm-up: update k uses min(ema_decay, (1 + k) / (10 + k)) (LitEma)
+    ema_warmup: bool = False
+    #: micro-batches of batch_size images whose gradients are summed (averaged) into one
+    #: optimiser step: the step sees accumulate * batch_size images
+    accumulate: Annotated[Count, "micro-batches per optimiser step"] = 1
     #: steps between checkpoints (one is also written at the end and on pre-emption)
     checkpoint_every: Annotated[Count, "steps between checkpoints"] = 1000
     #: keep the whole uint8 dataset on the training device (in-memory grids; saves the host copy)
@@ -71,7 +78,8 @@ class TrainConfig:
 
 @dataclass
 class OptimConfig:
-    name: Literal["adam", "adamw"] = "adam"
+    #: adam, adamw (decoupled weight decay) or radam (rectified Adam, FDAE's optimiser)
+    name: Literal["adam", "adamw", "radam"] = "adam"
     lr: Annotated[Positive, "the learning rate"] = 1e-4
     betas: tuple[Decay, Decay] = (0.9, 0.999)
     eps: Positive = 1e-8
@@ -79,11 +87,18 @@ class OptimConfig:
 
 
 @dataclass
-class ScheduleConfig:
+class LRScheduleConfig:
+    """The learning-rate schedule (section ``lr_schedule``; it was called ``schedule``)."""
+
     name: Literal["constant", "cosine", "linear"] = "constant"
-    warmup_steps: NonNegInt = 0
+    #: linear warm-up: step s (0-based) of the first warmup_steps runs at lr * (s + 1) / warmup_steps
+    warmup_steps: Annotated[NonNegInt, "learning-rate warm-up steps"] = 0
     #: final learning rate as a fraction of the initial one (cosine, linear)
     min_lr_ratio: Probability = 0.0
+
+
+#: the old name of :class:`LRScheduleConfig`
+ScheduleConfig = LRScheduleConfig
 
 
 @dataclass
@@ -96,6 +111,13 @@ class EvalConfig:
     at_end: bool = True
     #: write the report (reconstructions, traversals) when training ends
     report_at_end: bool = True
+    #: dlib (codes as they are), fdae or disdiff (groups of code dimensions); null: the
+    #: model's default protocol (Model.default_protocol)
+    protocol: Literal["dlib", "fdae", "disdiff"] | None = None
+    #: the grouped protocols' layout: num_groups equal consecutive groups or groups of
+    #: group_size dimensions; both null: the groups the model declares (Model.code_groups)
+    num_groups: Annotated[Count, "the number of code groups"] | None = None
+    group_size: Annotated[Count, "code dimensions per group"] | None = None
 
 
 @dataclass
@@ -104,8 +126,9 @@ class LogConfig:
     every: Annotated[Count, "steps between log lines"] = 50
     tensorboard: bool = False
     progress: bool = True
-    #: save reconstruction images every N steps (0: only at the end)
-    images_every: NonNegInt = 0
+    #: every N steps write samples/step_N.png, a grid of images from the model's sample()
+    #: drawn with the EMA weights when there are some (0: none)
+    images_every: Annotated[NonNegInt, "steps between sample grids"] = 0
 
 
 @dataclass
@@ -131,7 +154,7 @@ class RunConfig:
     data: SectionConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     seed: Seed = 0
@@ -164,6 +187,21 @@ class RunConfig:
 
 
 _REGISTRY_SECTIONS = ("model", "data")
+
+#: old top-level section names and their new ones: configs with the old name still load, with
+#: one warning (``schedule`` became ``lr_schedule`` so that a noise schedule is not mistaken for it)
+RENAMED_SECTIONS = {"schedule": "lr_schedule"}
+
+
+class _Renamed:
+    """The key under which plain config data records where old section names were read
+    (never a YAML key: it is not a string)."""
+
+    def __repr__(self) -> str:
+        return "<renamed sections>"
+
+
+_RENAMED = _Renamed()
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,7 +371,8 @@ def config_from_dict(
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a YAML mapping of sections, got {_short(data)}")
-    data = dict(data)
+    data = rename_sections(data, source)
+    _warn_renamed(data.pop(_RENAMED, []))
     if "imports" in data:
         data["imports"] = _convert(data["imports"], list[str], "imports")
         _check_imports(data["imports"])
@@ -546,10 +585,47 @@ def load_preset(name: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"preset '{_clip(name)}' must be a YAML mapping")
     data.pop("source", None)  # provenance note kept in the file, not a config key
+    data = rename_sections(data, f"preset '{_clip(name)}'")
     base = data.pop("base", None)
     if base:
-        data = deep_merge(load_preset(base), data)
+        below = load_preset(base)
+        renamed = below.get(_RENAMED, []) + data.get(_RENAMED, [])
+        data = deep_merge(below, data)
+        if renamed:
+            data[_RENAMED] = renamed
     return data
+
+
+def rename_sections(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` with old top-level section names (:data:`RENAMED_SECTIONS`) under their new
+    names, recording ``source`` for the one warning :func:`config_from_dict` gives. Where one
+    file has both names, the new name's keys win."""
+    old = [key for key in RENAMED_SECTIONS if key in data]
+    if not old:
+        return data
+    data = dict(data)
+    for key in old:
+        new, value = RENAMED_SECTIONS[key], data.pop(key)
+        if isinstance(value, dict) and isinstance(data.get(new), dict):
+            data[new] = {**value, **data[new]}
+        elif new not in data:
+            data[new] = value
+        data[_RENAMED] = [*data.get(_RENAMED, []), source]
+    return data
+
+
+def _warn_renamed(places: list[str]) -> None:
+    """One ``warning:`` line on standard error naming where old section names were read."""
+    if not places:
+        return
+    from disentkit.training.distributed import is_global_zero
+
+    if is_global_zero():
+        where = _clip(", ".join(dict.fromkeys(places)), 240)
+        names = ", ".join(f"'{old}' is now '{new}'" for old, new in RENAMED_SECTIONS.items())
+        print(f"warning: {where} uses an old config section name ({names}); it was read under the "
+              "new name: rename it (e.g. lr_schedule.warmup_steps=500), the old name will stop "
+              "working in a future release", file=sys.stderr, flush=True)
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -587,6 +663,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for text in overrides:
         path, value = parse_override(text)
+        if path[0] in RENAMED_SECTIONS:  # an old section name: set the new section's key
+            data[_RENAMED] = [*data.get(_RENAMED, []), f"override {_clip(text, 60)}"]
+            path = [RENAMED_SECTIONS[path[0]], *path[1:]]
         node = data
         for part in path[:-1]:
             child = node.get(part)
@@ -639,6 +718,8 @@ def load_config_file(
     """
     path = Path(path)
     data = _read_yaml(path.read_text(), str(path))
+    if isinstance(data, dict):
+        data = rename_sections(data, str(path))
     overrides = list(overrides or [])
     named = any(parse_override(text)[0] == ["imports"] for text in overrides)
     data = apply_overrides(data, overrides) if overrides else data

@@ -63,7 +63,7 @@ def evaluate_run(
     device: str = "cpu",
     quiet: bool = False,
     representation: str = "mean",
-    protocol: str = "dlib",
+    protocol: str | None = None,
     groups: dict[str, int | None] | None = None,
     attribute_split: dict[str, int | None] | None = None,
 ) -> dict[str, Any]:
@@ -82,7 +82,10 @@ def evaluate_run(
     ``protocol`` (ground-truth data): ``"dlib"``, or ``"fdae"`` / ``"disdiff"`` with ``groups`` =
     ``{"num_groups" | "group_size", "group_dims", "disdiff_fit_points"}`` (consecutive code
     groups, :func:`disentkit.metrics.suite.protocol_arguments`); under FDAE the run's default
-    metrics without an FDAE form (BetaVAE) are left out. ``attribute_split`` (attribute data):
+    metrics without an FDAE form (BetaVAE) are left out. ``protocol=None`` takes the run's
+    ``eval.protocol``, else the model's ``default_protocol``; a grouped protocol without a layout
+    takes ``eval.num_groups`` / ``eval.group_size``, else the groups the model declares
+    (``code_groups()``) (:func:`resolve_protocol`). ``attribute_split`` (attribute data):
     ``{"num_train", "num_test", "num_points"}`` over the preset's split sizes. ``results.json`` holds
     the run, dataset, representation, every metric's result, the parameters and protocol
     (``config``), library versions and timings.
@@ -101,6 +104,7 @@ def evaluate_run(
     data = run.data()
     rep = representation_from_model(run.model, device=device, sampled=representation == "sampled",
                                     sample_seed=seed)
+    protocol, groups, chosen = resolve_protocol(run.model, cfg, protocol, groups)
     if hasattr(data, "factor_sizes"):
         if any(v is not None for v in (attribute_split or {}).values()):
             raise ConfigError(
@@ -116,7 +120,7 @@ def evaluate_run(
         results = evaluate(data, rep, metrics=metrics, seed=seed, preset=preset, code_cache=code_cache,
                            **grouped)
     elif getattr(data, "attributes", None) is not None:
-        if protocol != "dlib":
+        if protocol != "dlib" and chosen:
             raise ConfigError(f"protocol {protocol!r} scores code groups on ground-truth factors; "
                               f"'{run.config.data.name}' has attribute labels only, so drop --protocol")
         results = evaluate_attributes(data, rep, metrics=list(metrics) if metrics else None, seed=seed,
@@ -135,6 +139,28 @@ def evaluate_run(
     if not quiet:
         print(format_table(payload, only=payload["evaluated"]))
     return payload
+
+
+def resolve_protocol(model: Any, eval_config: Any, protocol: str | None,
+                     groups: dict[str, Any] | None) -> tuple[str, dict[str, Any], bool]:
+    """``(protocol, group arguments, chosen)`` of one evaluation: the protocol asked for, else
+    the run's ``eval.protocol``, else the model's ``default_protocol``; for a grouped protocol
+    without ``num_groups``/``group_size``, those of ``eval`` or else the model's ``code_groups()``
+    (``code_groups`` in the returned arguments). ``chosen``: the protocol was asked for (by the
+    caller or the config) rather than being the model's default."""
+    chosen = protocol is not None or getattr(eval_config, "protocol", None) is not None
+    protocol = protocol or getattr(eval_config, "protocol", None) or \
+        getattr(model, "default_protocol", "dlib")
+    groups = dict(groups or {})
+    if protocol != "dlib" and groups.get("num_groups") is None and groups.get("group_size") is None:
+        num, size = getattr(eval_config, "num_groups", None), getattr(eval_config, "group_size", None)
+        if num is not None or size is not None:
+            groups.update(num_groups=num, group_size=size)
+        else:
+            declared = model.code_groups() if callable(getattr(model, "code_groups", None)) else None
+            if declared:
+                groups["code_groups"] = declared
+    return protocol, groups, chosen
 
 
 def headline_scores(results: dict[str, Any]) -> dict[str, float]:

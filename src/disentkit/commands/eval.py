@@ -42,12 +42,14 @@ def _add_protocol_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "grouped protocols", "FDAE and DisDiff score groups of consecutive code dimensions (one "
         "vector per concept), each reduced by PCA; ground-truth data only")
-    group.add_argument("--protocol", choices=["dlib", "fdae", "disdiff"], default="dlib",
-                       help="dlib (default: codes as they are), fdae (per-group PCA to --group-dims, "
-                            "k-means MIG) or disdiff (per-group PCA to 1 dimension)")
+    group.add_argument("--protocol", choices=["dlib", "fdae", "disdiff"], default=None,
+                       help="dlib (codes as they are), fdae (per-group PCA to --group-dims, k-means "
+                            "MIG) or disdiff (per-group PCA to 1 dimension); default: the run's "
+                            "eval.protocol, else the model's own (dlib for the VAE family)")
     layout = group.add_mutually_exclusive_group()
     layout.add_argument("--groups", type=_positive, metavar="K",
-                        help="split the code into K equal consecutive groups")
+                        help="split the code into K equal consecutive groups (default: the run's "
+                             "eval.num_groups / eval.group_size, else the groups the model declares)")
     layout.add_argument("--group-size", type=_positive, metavar="S",
                         help="split the code into consecutive groups of S dimensions")
     group.add_argument("--group-dims", type=_positive, metavar="N",

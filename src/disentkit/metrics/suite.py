@@ -176,6 +176,7 @@ def protocol_arguments(
     group_size: int | None = None,
     group_dims: int | None = None,
     disdiff_fit_points: int | None = None,
+    code_groups: Sequence[Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of :func:`evaluate` for ``protocol`` with consecutive code groups.
 
@@ -183,8 +184,9 @@ def protocol_arguments(
     :func:`~disentkit.metrics.groups.contiguous_groups` (``num_groups`` equal chunks or chunks of
     ``group_size``), plus ``group_dims`` (FDAE) or ``disdiff_fit_points`` (DisDiff). The code
     dimension is read from one observation encoded by ``probe``, a representation that draws no
-    noise (so a sampled representation's stream is left untouched). Raises
-    :class:`~disentkit.config.ConfigError` for options that do not fit the protocol.
+    noise (so a sampled representation's stream is left untouched). Without ``num_groups`` and
+    ``group_size``, ``code_groups`` (the groups a model declares, ``Model.code_groups()``) are the
+    layout. Raises :class:`~disentkit.config.ConfigError` for options that do not fit the protocol.
     """
     from disentkit.config import ConfigError
 
@@ -206,13 +208,16 @@ def protocol_arguments(
     if protocol == "fdae" and disdiff_fit_points is not None:
         raise ConfigError("disdiff_fit_points sets DisDiff's PCA fit; FDAE fits on each metric's "
                           "own training sample, so drop it or use --protocol disdiff")
-    if num_groups is None and group_size is None:
+    if num_groups is None and group_size is None and not code_groups:
         raise ConfigError(f"protocol {protocol!r} scores groups of code dimensions; give the layout "
                           "with num_groups (eval --groups K) or group_size (eval --group-size S)")
-    code_dim = encode_observations(probe, data.sample_observations(1, np.random.RandomState(0)),
-                                   1).shape[1]
-    kwargs: dict[str, Any] = {"protocol": protocol,
-                              "groups": contiguous_groups(code_dim, num_groups, group_size)}
+    if num_groups is None and group_size is None:
+        layout = [[int(i) for i in group] for group in code_groups or ()]
+    else:
+        code_dim = encode_observations(probe, data.sample_observations(1, np.random.RandomState(0)),
+                                       1).shape[1]
+        layout = contiguous_groups(code_dim, num_groups, group_size)
+    kwargs: dict[str, Any] = {"protocol": protocol, "groups": layout}
     if protocol == "fdae":
         kwargs["group_dims"] = group_dims
     else:

@@ -13,6 +13,18 @@ A model is an ``nn.Module`` that owns its maths:
 * ``encode(x) -> codes``: the representation used for evaluation (documented per method).
 * ``decode``/``reconstruct``/``sample`` where they apply (used by traversals and reports).
 * ``optimiser_specs(optim)``: which parameters each optimiser steps, with per-group settings.
+
+What a model declares to the engine and to evaluation (class attributes, docs/models.md):
+
+* ``__init__(config, data)``: ``data`` is a :class:`DataFacts` (image shape, dataset size, factor
+  sizes), the facts of the training data a model may need; nothing else is filled into the config.
+* ``frozen_modules``: sub-modules kept in eval mode and out of every optimiser, their weights never
+  change (:mod:`disentkit.training.freezing`);
+* ``ema_modules``: the sub-modules ``train.ema_decay`` averages when ``train.ema_modules`` is
+  empty (empty: the whole model);
+* ``default_protocol`` and ``code_groups()``: how ``disentkit eval`` scores the code when no
+  ``--protocol`` / ``eval.protocol`` is given (``dlib``, or the grouped ``fdae`` / ``disdiff``
+  over the declared groups of code dimensions).
 """
 
 from __future__ import annotations
@@ -22,6 +34,53 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What a model is told about its training data (the one value ``Model.__init__`` takes).
+
+    ``image_shape`` is (C, H, W); ``dataset_size`` the number of training images (0: unknown, a
+    model built outside the engine); ``factor_sizes`` the ground-truth factor grid (None: the data
+    has no factors, or they are unknown, e.g. a run folder written before they were recorded).
+    """
+
+    image_shape: tuple[int, int, int]
+    dataset_size: int = 0
+    factor_sizes: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(v) for v in self.image_shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"image_shape must be (C, H, W) of positive sizes, got {self.image_shape!r:.60}")
+        object.__setattr__(self, "image_shape", shape)
+        object.__setattr__(self, "dataset_size", int(self.dataset_size))
+        if self.factor_sizes is not None:
+            object.__setattr__(self, "factor_sizes", tuple(int(v) for v in self.factor_sizes))
+
+    @classmethod
+    def of(cls, data: Any) -> DataFacts:
+        """The facts of a dataset object (``observation_shape`` is (H, W, C))."""
+        height, width, channels = data.observation_shape
+        sizes = getattr(data, "factor_sizes", None)
+        return cls((int(channels), int(height), int(width)), len(data),
+                   tuple(sizes) if sizes else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (stored in checkpoints)."""
+        return {"image_shape": list(self.image_shape), "dataset_size": self.dataset_size,
+                "factor_sizes": None if self.factor_sizes is None else list(self.factor_sizes)}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> DataFacts:
+        return cls(tuple(state["image_shape"]), int(state.get("dataset_size", 0)),
+                   state.get("factor_sizes"))
+
+
+def as_data_facts(data: DataFacts | tuple[int, int, int] | list[int]) -> DataFacts:
+    """``data`` as :class:`DataFacts`; a bare (C, H, W) shape (models built by hand in tests and
+    notebooks) becomes facts with an unknown dataset size."""
+    return data if isinstance(data, DataFacts) else DataFacts(tuple(data))
 
 
 @dataclass
@@ -47,11 +106,18 @@ class Model(nn.Module):
     batch_multiplier: ClassVar[int] = 1
     #: the pixel range the model expects: "01" ([0, 1]) or "pm1" ([-1, 1], diffusion models)
     input_range: ClassVar[str] = "01"
+    #: sub-modules (dotted names) that never train: eval mode, no gradients, in no optimiser
+    frozen_modules: ClassVar[tuple[str, ...]] = ()
+    #: sub-modules the EMA averages when ``train.ema_modules`` is empty (empty: the whole model)
+    ema_modules: ClassVar[tuple[str, ...]] = ()
+    #: the evaluation protocol ``disentkit eval`` uses when none is given: dlib, fdae or disdiff
+    default_protocol: ClassVar[str] = "dlib"
 
-    def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, config: Any, data: DataFacts | tuple[int, int, int]) -> None:
         super().__init__()
         self.config = config
-        self.image_shape = tuple(image_shape)  # (C, H, W)
+        self.data_facts = as_data_facts(data)
+        self.image_shape = self.data_facts.image_shape  # (C, H, W)
 
     # ---- training ----------------------------------------------------------------------------
     def training_losses(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
@@ -64,6 +130,11 @@ class Model(nn.Module):
     # ---- inference ---------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def code_groups(self) -> list[list[int]] | None:
+        """The groups of code dimensions (one list of indices per concept) that the grouped
+        protocols score; None: the code has no declared groups (give ``--groups`` instead)."""
+        return None
 
     @property
     def latent_dim(self) -> int:

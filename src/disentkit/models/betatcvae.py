@@ -7,8 +7,8 @@ The KL term of the ELBO decomposes (Chen et al., eq. 2) as
 
 with the aggregate posterior q(z) estimated on the minibatch (``tc_decomposition`` in
 :mod:`disentkit.models.losses`) by *minibatch weighted sampling* (MWS) or *minibatch stratified
-sampling* (MSS, App. C.2). Both need the dataset size N: ``dataset_size`` is filled by the
-engine from ``len(data)`` when left at 0 (``disentkit.builders.build_model``).
+sampling* (MSS, App. C.2). Both need the dataset size N: the training data's size, which the
+model is told (``DataFacts.dataset_size``), unless ``dataset_size`` sets it.
 
 Objectives (``objective``):
 
@@ -45,6 +45,7 @@ from typing import Annotated, Literal
 
 import torch
 
+from disentkit.models.base import DataFacts
 from disentkit.models.losses import tc_decomposition
 from disentkit.models.vae import GaussianVAE, VAEConfig
 from disentkit.ranges import NonNegInt, Weight
@@ -60,7 +61,7 @@ class BetaTCVAEConfig(VAEConfig):
     #: mws (the authors' default and disentanglement_lib's) or mss (the authors' --mss; CFASL)
     estimator: Literal["mss", "mws"] = "mws"
     objective: Literal["decomposed", "dlib"] = "decomposed"
-    #: N, the number of training images (0: filled by the engine from the dataset)
+    #: N, the number of training images (0: the training data's size, DataFacts.dataset_size)
     dataset_size: NonNegInt = 0
     #: paper: the MSS weights of Chen et al. App. C.2; reference: the authors' code's matrix
     mss_weights: Literal["paper", "reference"] = "paper"
@@ -76,7 +77,7 @@ class BetaTCVAE(GaussianVAE):
 
     Config = BetaTCVAEConfig
 
-    def __init__(self, config: BetaTCVAEConfig, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, config: BetaTCVAEConfig, data: DataFacts) -> None:
         if config.beta_warmup_steps < 0 or config.lambda_anneal_steps < 0:
             raise ValueError(
                 "betatcvae: beta_warmup_steps and lambda_anneal_steps are step counts (0 turns the "
@@ -88,7 +89,16 @@ class BetaTCVAE(GaussianVAE):
                 f"'decomposed' objective has; got objective={config.objective!r}. Set "
                 "model.objective=decomposed or model.lambda_anneal_steps=0"
             )
-        super().__init__(config, image_shape)
+        super().__init__(config, data)
+
+    @property
+    def dataset_size(self) -> int:
+        """N of the q(z) estimator: ``model.dataset_size`` when set, else the training data's."""
+        return int(self.config.dataset_size or self.data_facts.dataset_size)
+
+    def tc_weights(self) -> tuple[float, float]:
+        """(weight of MI, weight of the dimension-wise KL) in the ``decomposed`` objective."""
+        return float(self.config.alpha), float(self.config.gamma)
 
     def current_beta(self, step: int) -> float:
         """beta(t) = min(beta, beta * t / T) with the warm-up, else beta (authors' anneal_kl)."""
@@ -106,18 +116,20 @@ class BetaTCVAE(GaussianVAE):
 
     def regulariser(self, mean, logvar, z, kl_per_dim, step, extra):  # noqa: D102
         cfg = self.config
-        if cfg.dataset_size <= 0:
+        size = self.dataset_size
+        if size <= 0:
             raise ValueError(
-                "betatcvae needs model.dataset_size (N, the number of training images) for its "
-                "q(z) estimator; the training engine fills it from the dataset, or set it explicitly"
+                "betatcvae needs N, the number of training images, for its q(z) estimator: build "
+                "it with DataFacts(image_shape, dataset_size) (the engine does), or set "
+                "model.dataset_size"
             )
-        terms = tc_decomposition(z, mean, logvar, cfg.dataset_size, cfg.estimator,
-                                 cfg.mss_weights)
+        terms = tc_decomposition(z, mean, logvar, size, cfg.estimator, cfg.mss_weights)
         beta = self.current_beta(step)
         extra["mi"], extra["tc"], extra["dwkl"] = (terms[k].detach() for k in ("mi", "tc", "dwkl"))
         extra["beta"] = torch.tensor(beta, device=z.device)
         if cfg.objective == "dlib":
             return kl_per_dim.sum() + (beta - 1.0) * terms["tc"]
-        dwkl_weight = cfg.gamma * (1.0 - self.current_lambda(step))
+        alpha, gamma = self.tc_weights()
+        dwkl_weight = gamma * (1.0 - self.current_lambda(step))
         extra["dwkl_weight"] = torch.tensor(dwkl_weight, device=z.device)
-        return cfg.alpha * terms["mi"] + beta * terms["tc"] + dwkl_weight * terms["dwkl"]
+        return alpha * terms["mi"] + beta * terms["tc"] + dwkl_weight * terms["dwkl"]

@@ -37,14 +37,13 @@ The reference also hard-codes P = 16 whatever ``--sub_sec`` says: set ``sub_sec:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from disentkit.models.base import OptimiserSpec
+from disentkit.models.base import DataFacts, OptimiserSpec
 from disentkit.models.betatcvae import BetaTCVAE, BetaTCVAEConfig
 from disentkit.models.clgvae import CLGVAE, CLGVAEConfig
 from disentkit.models.controlvae import ControlVAE, ControlVAEConfig, setpoint
@@ -135,8 +134,8 @@ class CFASLMixin:
 
     config: Any
 
-    def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
-        super().__init__(config, image_shape)  # type: ignore[call-arg]
+    def __init__(self, config: Any, data: DataFacts) -> None:
+        super().__init__(config, data)  # type: ignore[call-arg]
         dim = int(config.latent_dim)
         if config.sub_sec < 1:
             raise ValueError(f"model.sub_sec must be >= 1, got {config.sub_sec}")
@@ -308,18 +307,10 @@ class CFASLBetaTCVAEConfig(BetaTCVAEConfig, CFASLOptions):
 class CFASLBetaTCVAE(make_cfasl(BetaTCVAE, CFASLBetaTCVAEConfig)):
     """CFASL over beta-TCVAE (MSS or MWS estimator of the base model)."""
 
-    def __init__(self, config: CFASLBetaTCVAEConfig, image_shape: tuple[int, int, int]) -> None:
-        super().__init__(config, image_shape)
-        self._tc_config = dataclasses.replace(config, alpha=config.mi_weight,
-                                              gamma=config.dwkl_weight)
-
-    def regulariser(self, mean, logvar, z, kl_per_dim, step, extra):  # noqa: D102
-        # the base regulariser reads alpha/gamma from self.config: give it the TC weights
-        cfasl_config, self.config = self.config, self._tc_config
-        try:
-            return super().regulariser(mean, logvar, z, kl_per_dim, step, extra)
-        finally:
-            self.config = cfasl_config
+    def tc_weights(self) -> tuple[float, float]:
+        """The MI and dimension-wise KL weights: ``mi_weight`` and ``dwkl_weight`` (``alpha`` and
+        ``gamma`` weigh CFASL's codebook and switch terms here)."""
+        return float(self.config.mi_weight), float(self.config.dwkl_weight)
 
 
 MODELS.register("cfasl_betatcvae")(CFASLBetaTCVAE)

@@ -30,6 +30,7 @@ from typing import Literal
 
 import torch
 
+from disentkit.models.base import DataFacts
 from disentkit.models.losses import capacity, kl_normal_per_dim, reconstruction_loss, reparameterise
 from disentkit.models.vae import GaussianVAE, VAEConfig
 from disentkit.nn.architectures import Architecture
@@ -61,7 +62,7 @@ class CLGVAE(GaussianVAE):
 
     Config = CLGVAEConfig
 
-    def __init__(self, config: CLGVAEConfig, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, config: CLGVAEConfig, data: DataFacts) -> None:
         if config.architecture != "clg":
             raise ValueError(
                 f"clgvae needs architecture='clg' (the Lie-group encoder/decoder), "
@@ -69,7 +70,7 @@ class CLGVAE(GaussianVAE):
             )
         if not 0.0 <= config.forward_eg_prob <= 1.0:
             raise ValueError(f"forward_eg_prob must be in [0, 1], got {config.forward_eg_prob}")
-        super().__init__(config, image_shape)
+        super().__init__(config, data)
 
     def training_losses(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         cfg = self.config

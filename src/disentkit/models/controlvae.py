@@ -57,6 +57,7 @@ from typing import Literal
 
 import torch
 
+from disentkit.models.base import DataFacts
 from disentkit.models.vae import GaussianVAE, VAEConfig
 from disentkit.ranges import Count, NonNegative, NonNegInt
 from disentkit.registry import MODELS
@@ -132,8 +133,8 @@ class ControlVAE(GaussianVAE):
 
     Config = ControlVAEConfig
 
-    def __init__(self, config: ControlVAEConfig, image_shape: tuple[int, int, int]) -> None:
-        super().__init__(config, image_shape)
+    def __init__(self, config: ControlVAEConfig, data: DataFacts) -> None:
+        super().__init__(config, data)
         self.register_buffer("integral", torch.zeros((), dtype=torch.float64))
         self.register_buffer("prev_output", torch.tensor(float(config.beta_min), dtype=torch.float64))
         self.register_buffer("beta", torch.tensor(float(config.beta_min), dtype=torch.float64))

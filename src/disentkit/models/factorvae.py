@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from disentkit.models.base import OptimiserSpec
+from disentkit.models.base import DataFacts, OptimiserSpec
 from disentkit.models.losses import permute_dims, reparameterise
 from disentkit.models.vae import GaussianVAE, VAEConfig
 from disentkit.nn.architectures import DEFAULT_INIT
@@ -94,8 +94,8 @@ class FactorVAE(GaussianVAE):
     #: the paper's independent second batch; instances with ``second_batch=False`` use 1.
     batch_multiplier = 2
 
-    def __init__(self, config: FactorVAEConfig, image_shape: tuple[int, int, int]) -> None:
-        super().__init__(config, image_shape)
+    def __init__(self, config: FactorVAEConfig, data: DataFacts) -> None:
+        super().__init__(config, data)
         self.batch_multiplier = 2 if config.second_batch else 1
         self.discriminator = Discriminator(config.latent_dim, config.disc_hidden, config.disc_layers)
         scheme = DEFAULT_INIT[config.architecture] if config.init == "auto" else config.init

@@ -16,7 +16,7 @@ from typing import Annotated, Literal, NamedTuple
 
 import torch
 
-from disentkit.models.base import Model
+from disentkit.models.base import DataFacts, Model
 from disentkit.models.losses import kl_normal_per_dim, reconstruction_loss, reparameterise
 from disentkit.nn.architectures import Architecture
 from disentkit.ranges import Count, NonNegInt, Weight
@@ -71,9 +71,9 @@ class GaussianVAE(Model):
 
     Config = VAEConfig
 
-    def __init__(self, config: VAEConfig, image_shape: tuple[int, int, int]) -> None:
-        super().__init__(config, image_shape)
-        self.encoder, self.decoder = build_encoder_decoder(config, image_shape)
+    def __init__(self, config: VAEConfig, data: DataFacts) -> None:
+        super().__init__(config, data)
+        self.encoder, self.decoder = build_encoder_decoder(config, self.image_shape)
 
     # ---- building blocks -----------------------------------------------------------------
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,12 @@
 """The training loop, on Lightning Fabric (devices, precision, DDP over processes and nodes).
 
 One step: draw indices -> uint8 batch -> device -> float -> ``model.training_losses`` -> one
-backward -> per-optimiser gradient clipping and step -> LR schedules -> EMA. Logging every
+backward -> per-optimiser gradient clipping and step -> LR schedules -> EMA. With
+``train.accumulate = k`` a step runs k micro-batches of ``train.batch_size`` images, each loss
+divided by k and back-propagated (the gradients add up to those of the mean loss over the k
+micro-batches; with DDP only the last one synchronises), then steps once: for a model whose loss
+is a mean over the batch this is the update of one k-times larger batch, drawn from the same
+indices. Logging every
 ``log.every`` steps to ``metrics.jsonl`` (and TensorBoard), checkpoints every
 ``train.checkpoint_every`` steps and at the end, written atomically with a checksum; the one before
 is kept as ``prev.pt`` (:mod:`disentkit.training.checkpoint`).
@@ -22,25 +27,34 @@ sampler's generator and every process's torch RNG state, taken at a step boundar
 it replays the remaining steps with the same batches and the same noise, so (on CPU) the final
 weights equal those of an uninterrupted run.
 
+Frozen sub-modules (the model's ``frozen_modules`` and the ``freeze`` names a caller passes,
+:mod:`disentkit.training.freezing`) are frozen before the optimisers are built: they are in no
+optimiser and stay in eval mode. The EMA averages ``train.ema_modules``, or the modules the model
+declares (``Model.ema_modules``), or the whole model. ``log.images_every`` writes sample grids
+(:mod:`disentkit.training.samples`) with the EMA weights.
+
 torchrun and SLURM launches are detected by Fabric from their environment variables; with
 ``train.devices > 1`` and no launcher, Fabric starts the processes itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import signal
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 
-from disentkit.builders import build_dataset, build_model, image_shape_of, to_model_input
-from disentkit.config import RunConfig
-from disentkit.models.base import Model, OptimiserSpec
+from disentkit.builders import build_dataset, build_model, to_model_input
+from disentkit.config import ConfigError, RunConfig
+from disentkit.models.base import DataFacts, Model, OptimiserSpec
 from disentkit.training.checkpoint import (
     CHECKPOINT_DIR,
     LAST,
@@ -64,8 +78,10 @@ from disentkit.training.distributed import (
     remember_rank,
 )
 from disentkit.training.ema import EMA
+from disentkit.training.freezing import freeze_modules, model_frozen_modules
 from disentkit.training.loggers import JsonlLogger, TensorBoardLogger
 from disentkit.training.sampler import BatchSampler
+from disentkit.training.samples import check_can_sample, sample_grid_path, write_sample_grid
 from disentkit.training.schedule import lr_multiplier
 
 PRECISION = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
@@ -104,6 +120,10 @@ def _listed(items: list[str], limit: int = 4) -> str:
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+#: ``optim.name`` -> the torch optimiser (RAdam: Liu et al. 2020, FDAE's optimiser)
+OPTIMISERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "radam": torch.optim.RAdam}
+
+
 def _make_optimiser(spec: OptimiserSpec, config: RunConfig) -> torch.optim.Optimizer:
     optim = config.optim
     kwargs = {
@@ -112,8 +132,32 @@ def _make_optimiser(spec: OptimiserSpec, config: RunConfig) -> torch.optim.Optim
         "eps": spec.eps if spec.eps is not None else optim.eps,
         "weight_decay": spec.weight_decay if spec.weight_decay is not None else optim.weight_decay,
     }
-    cls = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
-    return cls(spec.param_groups, **kwargs)
+    return OPTIMISERS[optim.name](spec.param_groups, **kwargs)
+
+
+def trainable_specs(specs: list[OptimiserSpec], model_name: str = "the model") -> list[OptimiserSpec]:
+    """``specs`` without the parameters that do not train (frozen ones): empty groups and
+    optimisers left without parameters are dropped. ConfigError when nothing is left."""
+    kept = []
+    for spec in specs:
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in spec.param_groups]
+        groups = [g for g in groups if g["params"]]
+        if groups:
+            kept.append(replace(spec, param_groups=groups))
+    if not kept:
+        raise ConfigError(f"every parameter of {model_name} is frozen, so nothing would train; "
+                          "freeze fewer modules")
+    return kept
+
+
+def _mean_scalars(micro: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The logged terms of one step: those of its only batch, or their mean over the
+    micro-batches of an accumulated step."""
+    if len(micro) == 1:
+        return micro[0]
+    # a term that some micro-batch did not log is averaged over those that did
+    keys = dict.fromkeys(k for m in micro for k in m)
+    return {key: torch.stack([m[key] for m in micro if key in m]).mean() for key in keys}
 
 
 def _scalars(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -134,12 +178,15 @@ def _scalars(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 class Trainer:
     """Owns one run: its Fabric, model, optimisers, data and run directory."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, resume: bool = False) -> None:
+    def __init__(self, config: RunConfig, run_dir: Path, resume: bool = False,
+                 freeze: Sequence[str] = ()) -> None:
+        """``freeze``: sub-modules to freeze besides those the model declares (dotted names)."""
         from lightning_fabric import Fabric
 
         self.config = config
         self.run_dir = Path(run_dir)
         self.resume = resume
+        self.extra_frozen = list(freeze)
         train = config.train
         if train.num_threads:
             torch.set_num_threads(train.num_threads)
@@ -171,24 +218,32 @@ class Trainer:
                     "device (only in-memory ground-truth grids can); set train.data_on_device=false"
                 )
             self.data.to(fabric.device)
-        self.image_shape = image_shape_of(self.data)
-        model: Model = build_model(config, self.image_shape, len(self.data))
-        optimisers = [_make_optimiser(spec, config) for spec in model.optimiser_specs()]
+        self.data_facts = DataFacts.of(self.data)
+        self.image_shape = self.data_facts.image_shape
+        model: Model = build_model(config, self.data_facts)
+        check_can_sample(model, config.log.images_every)
+        # before the optimisers exist, so that frozen parameters are in none of them
+        self.frozen = freeze_modules(model, [*model_frozen_modules(model), *self.extra_frozen])
+        specs = trainable_specs(model.optimiser_specs(), config.model.name)
+        optimisers = [_make_optimiser(spec, config) for spec in specs]
         wrapped = fabric.setup(model, *optimisers)
         self.model, self.optimisers = wrapped[0], list(wrapped[1:])
         self.model.mark_forward_method("training_losses")
         self.raw_model: Model = self.model.module
-        self.multiplier = lr_multiplier(config.schedule, config.train.steps)
+        self.multiplier = lr_multiplier(config.lr_schedule, config.train.steps)
         self.schedulers = [
             torch.optim.lr_scheduler.LambdaLR(opt.optimizer, self.multiplier) for opt in self.optimisers
         ]
+        ema_names = list(config.train.ema_modules) or list(getattr(model, "ema_modules", ()))
         self.ema = (
-            EMA(self.raw_model, config.train.ema_decay, config.train.ema_modules)
+            EMA(self.raw_model, config.train.ema_decay, ema_names, warmup=config.train.ema_warmup)
             if config.train.ema_decay else None
         )
         world = fabric.world_size
         per_process = config.train.batch_size * self.raw_model.batch_multiplier
-        self.sampler = BatchSampler(len(self.data), per_process * world, config.seed)
+        # one draw per step holds every micro-batch: (accumulate, world, per_process) indices
+        self.sampler = BatchSampler(len(self.data), per_process * world * config.train.accumulate,
+                                    config.seed)
         # Distinct noise per process, reproducible from (seed, rank).
         torch.manual_seed(config.seed * 100_003 + fabric.global_rank + 1)
         self.step = 0
@@ -204,6 +259,7 @@ class Trainer:
             "train_time_s": self.train_time_s,
             "image_shape": list(self.image_shape),
             "dataset_size": len(self.data),
+            "data_facts": self.data_facts.to_dict(),
             "model": self.raw_model.state_dict(),
             "optimisers": [opt.optimizer.state_dict() for opt in self.optimisers],
             "schedulers": [s.state_dict() for s in self.schedulers],
@@ -500,24 +556,35 @@ class Trainer:
         # step's loss is known to be finite (so "last good" really is good).
         pending: list[bytes] | None = None
         has_pending = False
+        accumulate = config.train.accumulate
+        images_every = config.log.images_every
         model.train()
         while self.step < steps:
-            indices = self.sampler.next_indices(fabric.global_rank, fabric.world_size)
-            batch = fabric.to_device(self.data.uint8_batch(indices))
-            x = to_model_input(batch, value_max, type(raw).input_range)
-            losses = model.training_losses(x, self.step)
-            loss = losses["loss"]
-            finite = torch.isfinite(loss.detach()).float()
-            if fabric.world_size > 1:
-                finite = fabric.all_reduce(finite, reduce_op="min")
-            if finite.item() < 1.0:
-                progress.close()
-                self._stop_non_finite(_non_finite_message(loss, losses, self.step))
-            if has_pending:
-                self._write_snapshot(pending, self.step)
-                pending, has_pending = None, False
-                self._write_summary("running")
-            fabric.backward(loss)
+            micro_batches = self._micro_batch_indices()
+            logged: list[dict[str, torch.Tensor]] = []
+            for i, indices in enumerate(micro_batches):
+                last = i == accumulate - 1
+                batch = fabric.to_device(self.data.uint8_batch(indices))
+                x = to_model_input(batch, value_max, type(raw).input_range)
+                # DDP: the gradients of an accumulated step are synchronised once, after the last
+                with self._backward_sync(last):
+                    losses = model.training_losses(x, self.step)
+                    loss = losses["loss"]
+                    finite = torch.isfinite(loss.detach()).float()
+                    if fabric.world_size > 1:
+                        finite = fabric.all_reduce(finite, reduce_op="min")
+                    if finite.item() < 1.0:
+                        progress.close()
+                        self._stop_non_finite(_non_finite_message(loss, losses, self.step))
+                    if has_pending and last:  # every loss of this step came out finite
+                        self._write_snapshot(pending, self.step)
+                        pending, has_pending = None, False
+                        self._write_summary("running")
+                    fabric.backward(loss if accumulate == 1 else loss / accumulate)
+                logged.append(losses if accumulate == 1 else
+                              {k: (v.detach() if isinstance(v, torch.Tensor) else v)
+                               for k, v in losses.items()})
+                window_images += x.shape[0] * fabric.world_size
             for opt in self.optimisers:
                 if config.train.grad_clip:
                     fabric.clip_gradients(model, opt, max_norm=config.train.grad_clip,
@@ -529,9 +596,10 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(raw)
             self.step += 1
-            window_images += x.shape[0] * fabric.world_size
+            if images_every and self.step % images_every == 0:
+                self._write_samples()
             if self.step % log_every == 0 or self.step == steps:
-                scalars = _scalars(losses)
+                scalars = _mean_scalars([_scalars(terms) for terms in logged])
                 if fabric.world_size > 1:
                     scalars = fabric.all_reduce(scalars, reduce_op="mean")
                 elapsed = time.perf_counter() - window_start
@@ -554,6 +622,35 @@ class Trainer:
         progress.close()
         self.save_checkpoint()
         self._write_summary("finished")
+
+
+    def _micro_batch_indices(self) -> list[torch.Tensor]:
+        """This process's indices of each micro-batch of the next step: one draw of
+        ``accumulate * world * per_process`` indices, laid out (micro-batch, rank, image). With
+        accumulate = 1 this is one batch per step as before; one process with accumulate k sees
+        the images of one k-times larger batch, in order."""
+        fabric, accumulate = self.fabric, self.config.train.accumulate
+        indices = self.sampler.next_indices(0, 1)
+        per_micro = indices.numel() // accumulate
+        per_rank = per_micro // fabric.world_size
+        rank = fabric.global_rank
+        return [indices[m * per_micro + rank * per_rank: m * per_micro + (rank + 1) * per_rank]
+                for m in range(accumulate)]
+
+    def _backward_sync(self, sync: bool) -> Any:
+        """A context that skips DDP's gradient all-reduce unless ``sync``."""
+        if sync or self.fabric.world_size == 1:
+            return contextlib.nullcontext()
+        return self.fabric.no_backward_sync(self.model, enabled=True)
+
+    def _write_samples(self) -> None:
+        """``samples/step_N.png`` from ``sample()`` with the EMA weights when there are some
+        (rank 0; its own generator, so the training noise is untouched)."""
+        if not self.fabric.is_global_zero:
+            return
+        raw, path = self.raw_model, sample_grid_path(self.run_dir, self.step)
+        with self.ema.swapped_in(raw) if self.ema is not None else contextlib.nullcontext():
+            write_sample_grid(raw, path, self.config.seed, self.fabric.device)
 
 
 def _non_finite_message(loss: torch.Tensor, losses: dict[str, torch.Tensor], step: int) -> str:
