@@ -62,6 +62,11 @@ def train(
     The run directory's lock (:mod:`disentkit.run_lock`) is held from before training until the
     report is written, so ``disentkit sweep`` and a second trainer can tell this live run from a
     crashed one; a run another live process holds raises :class:`~disentkit.run_lock.RunLockedError`.
+
+    A new run whose ``init`` names an upstream preset and no upstream run first trains that
+    upstream stage beside it, or reuses or resumes it there
+    (:func:`disentkit.experiments.stages.resolve_upstream`); a resumed run never reads its
+    upstream run again.
     """
     from disentkit.run_lock import RunLock, is_launcher_rank_zero
     from disentkit.training.engine import run_training
@@ -70,6 +75,10 @@ def train(
     path = Path(run_dir) if run_dir else Path(config.out_dir) / config.run_name
     # Only the launcher's rank 0 takes the lock; the other ranks of a DDP run train under it.
     with RunLock(path, enabled=is_launcher_rank_zero()):
+        if not resume:
+            from disentkit.experiments.stages import resolve_upstream
+
+            config = resolve_upstream(config, path)
         run_training(config, path, resume=resume)
         finish_run(path, config)
     return path

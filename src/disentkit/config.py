@@ -132,6 +132,28 @@ class LogConfig:
 
 
 @dataclass
+class InitConfig:
+    """Start from another run's weights (multi-stage runs, :mod:`disentkit.training.stages`)."""
+
+    #: the upstream run folder this run starts from (recorded resolved when the run starts)
+    run: str = ""
+    #: or the upstream stage's preset: trained beside this run (out_dir/<its name>) unless it
+    #: finished there already
+    preset: str = ""
+    #: key=value overrides of the upstream preset
+    overrides: list[str] = field(default_factory=list)
+    #: submodules to load (``name``, or ``name=upstream_name``); empty: every weight whose name
+    #: this model shares with the upstream one
+    modules: list[str] = field(default_factory=list)
+    #: submodules to freeze: no gradients, kept in eval mode
+    freeze: list[str] = field(default_factory=list)
+    #: load the upstream run's EMA weights where it has them
+    use_ema: bool = True
+    #: sha256 of the upstream checkpoint: recorded when the run starts, checked when given
+    sha256: str = ""
+
+
+@dataclass
 class SectionConfig:
     """A registry-backed section: ``name`` plus that entry's typed ``params`` dataclass."""
 
@@ -157,6 +179,7 @@ class RunConfig:
     lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    init: InitConfig = field(default_factory=InitConfig)
     seed: Seed = 0
     #: the preset this config came from (recorded, not interpreted)
     preset: str = ""
@@ -412,6 +435,7 @@ def check_config(config: RunConfig) -> None:
     _check_fields(config, "")
     _check_run_name(config.run_name)
     _check_imports(config.imports)
+    _check_init(config.init)
 
 
 def _check_fields(obj: Any, prefix: str) -> None:
@@ -515,6 +539,42 @@ def _check_imports(modules: list[str]) -> None:
                 f"imports[{i}] = {_short(module)} is not a module name; expected a dotted Python "
                 "module name (e.g. imports=[my_models] or imports=[mypkg.models])"
             )
+
+
+_MODULE_PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_init(init: InitConfig) -> None:
+    """The ``init`` section names one upstream (a run folder or a preset), module paths and a
+    sha256 that can be used; whether the upstream exists is checked when the run starts."""
+    if (init.modules or init.use_ema is not True or init.sha256) and not (init.run or init.preset):
+        raise ConfigError(
+            "init: modules, use_ema and sha256 need an upstream run: set init.run=RUN_DIR (a "
+            "finished run folder) or init.preset=NAME (its preset, trained first)"
+        )
+    if init.overrides and not init.preset:
+        raise ConfigError("init.overrides change the upstream preset, and init.preset is not set; "
+                          "set init.preset=NAME or drop init.overrides")
+    for i, text in enumerate(init.overrides):
+        key = parse_override(text)[0]  # ConfigError when not key=value
+        if key[0] in ("preset", "out_dir"):
+            why = "the upstream's preset is init.preset" if key[0] == "preset" else \
+                "an upstream stage trains beside this run (out_dir/<its name>); to start from " \
+                "a run elsewhere set init.run=RUN_DIR"
+            raise ConfigError(f"init.overrides[{i}] = {_short(text)} cannot be changed there: {why}")
+    for what in ("modules", "freeze"):
+        for i, name in enumerate(getattr(init, what)):
+            parts = name.split("=") if what == "modules" else [name]
+            if len(parts) > 2 or not all(_MODULE_PATH.fullmatch(p) for p in parts):
+                form = "name or name=upstream_name" if what == "modules" else "name"
+                raise ConfigError(
+                    f"init.{what}[{i}] = {_short(name)} is not a module path; expected a {form} "
+                    "with dotted submodule names (e.g. encoder or unet.input_blocks)"
+                )
+    if init.sha256 and not _SHA256.fullmatch(init.sha256):
+        raise ConfigError(f"init.sha256 = {_short(init.sha256)} is not a sha256; expected 64 "
+                          "lowercase hex digits (as a run's summary.json records), or leave it empty")
 
 
 def _import_modules(modules: list[str], trusted: bool, source: str) -> None:

@@ -52,16 +52,19 @@ def run(args: argparse.Namespace) -> int:
 
     plan = plan_sweep(args.settings, args.out)
     axes = ", ".join(f"{a.key} ({len(a.raw_values)})" for a in plan.axes) or "none"
-    print(f"sweep: {len(plan.runs)} runs in {plan.out_dir} (axes: {axes})")
+    stages = f", {len(plan.stages)} upstream stages first" if plan.stages else ""
+    print(f"sweep: {len(plan.runs)} runs in {plan.out_dir} (axes: {axes}){stages}")
     if args.dry_run:
-        for r in plan.runs:
+        for r in plan.all_runs:
             status = run_status(plan.run_dir(r))
             state = f"{status.state}: {status.detail}" if status.detail else status.state
-            print(f"[{r.index}] {r.name}  {state}  {' '.join(r.overrides)}")
+            after = f"  (after {plan.upstream[r.name]})" if r.name in plan.upstream else ""
+            print(f"{plan.label(r)} {r.name}  {state}  {' '.join(r.overrides)}{after}")
         return 0
     if args.executor == "local":
         outcome = execute_local(plan, parallel=args.parallel)
-        failed = {k: v for k, v in outcome.items() if v.startswith("failed")}
+        # a run whose upstream stage failed was not started: the sweep did not complete it
+        failed = {k: v for k, v in outcome.items() if v.startswith(("failed", "not started"))}
         elsewhere = [k for k, v in outcome.items() if v == "running elsewhere"]
         print(json.dumps({"runs": len(outcome), "failed": failed, "running_elsewhere": elsewhere},
                          indent=2))

@@ -16,6 +16,13 @@ RUN_DIR``, which also evaluates a trained run whose evaluation was cut short), s
 re-launched after a crash or a cluster pre-emption, or launched twice on one folder to share the
 runs. Runs evaluate themselves when training ends (``eval.at_end``); the sweep never turns that
 off.
+
+Multi-stage runs: runs whose ``init`` names an upstream preset (and no upstream run) have an
+upstream stage (:mod:`disentkit.experiments.stages`). The plan holds each distinct stage once, in
+the sweep folder under its run name, even when many runs start from it; stages run before the
+runs (and stages) that start from them, and a run starts only once its upstream stage's folder
+holds it finished, with ``init.run`` naming that folder. A run whose upstream stage failed is not
+started (``not started (...)``).
 """
 
 from __future__ import annotations
@@ -181,18 +188,35 @@ class SweepPlan:
     axes: list[Axis]
     fixed: list[str]
     runs: list[RunSpec]
+    #: upstream stages of the runs (multi-stage runs), each after the stage it starts from
+    stages: list[RunSpec] = field(default_factory=list)
+    #: {run or stage name: the name of the upstream stage it starts from}
+    upstream: dict[str, str] = field(default_factory=dict)
 
     def manifest(self) -> dict[str, Any]:
-        return {
+        manifest = {
             "version": 1,
             "preset": self.preset,
             "axes": {a.key: a.raw_values for a in self.axes},
             "fixed": self.fixed,
             "runs": [asdict(r) for r in self.runs],
         }
+        if self.stages:
+            manifest["stages"] = [asdict(r) for r in self.stages]
+            manifest["upstream"] = dict(self.upstream)
+        return manifest
 
     def run_dir(self, run: RunSpec) -> Path:
         return self.out_dir / run.name
+
+    @property
+    def all_runs(self) -> list[RunSpec]:
+        """Stages first (in dependency order), then the runs."""
+        return [*self.stages, *self.runs]
+
+    def label(self, run: RunSpec) -> str:
+        """``[3]`` for run 3, ``[stage]`` for an upstream stage (in messages)."""
+        return "[stage]" if run.name in {s.name for s in self.stages} else f"[{run.index}]"
 
     def write_manifest(self) -> Path:
         """Write ``sweep.json``; an existing manifest must describe the same runs (re-launching
@@ -222,15 +246,32 @@ def plan_sweep(args: Sequence[str], out_dir: Path, check: bool = True) -> SweepP
         if text.split("=", 1)[0] in ("name", "out_dir"):
             raise ConfigError(f"'{text}': the sweep sets each run's name and out_dir itself")
     runs = expand(axes, fixed, preset)
+    plan = SweepPlan(Path(out_dir), preset, axes, fixed, runs)
     if check:
         from disentkit.config import load_config
 
+        configs = []
         for run in runs:
             config = load_config(None, run.overrides)
+            configs.append((run.name, config))
             if not config.eval.at_end:
                 print(f"warning: run {run.name} has eval.at_end=false; it will not be evaluated and "
                       "`disentkit aggregate` will find no results for it", file=sys.stderr)
-    return SweepPlan(Path(out_dir), preset, axes, fixed, runs)
+        _plan_stages(plan, configs)
+    return plan
+
+
+def _plan_stages(plan: SweepPlan, configs: list[tuple[str, Any]]) -> None:
+    """Add the runs' upstream stages to ``plan`` (see :func:`disentkit.experiments.stages.plan_stages`)."""
+    from disentkit.experiments.stages import plan_stages
+
+    stages, plan.upstream = plan_stages(configs, plan.out_dir)
+    names = {r.name for r in plan.runs}
+    for index, stage in enumerate(stages):
+        if stage.name in names:
+            raise ConfigError(f"init: the upstream stage {stage.name} has the folder name of a run "
+                              "of the sweep; give it another with init.overrides=[..., name=NAME]")
+        plan.stages.append(RunSpec(index, stage.name, stage.words))
 
 
 @dataclass
@@ -330,7 +371,9 @@ def train_argv(
         return None
     if state == "resume":
         return command + ["--resume", str(run_dir), *_imports_override(run)]
-    return command + run.overrides + [f"name={run.name}", f"out_dir={plan.out_dir}"]
+    # A run with an upstream stage starts from the stage's folder (which the sweep trains first).
+    upstream = [f"init.run={plan.out_dir / plan.upstream[run.name]}"] if run.name in plan.upstream else []
+    return command + run.overrides + [f"name={run.name}", f"out_dir={plan.out_dir}", *upstream]
 
 
 def _imports_override(run: RunSpec) -> list[str]:
@@ -365,26 +408,35 @@ def execute_local(
     echo: bool = True,
 ) -> dict[str, str]:
     """Run the unfinished runs as subprocesses, ``parallel`` at a time; returns
-    ``{name: "skipped" | "running elsewhere" | "finished" | "failed (exit N)"}``. A failing
-    run does not stop the others. Each run's state is read just before it would start, so two
-    sweeps on one folder share the runs instead of both training them."""
+    ``{name: "skipped" | "running elsewhere" | "finished" | "failed (exit N)" | "not started
+    (...)"}`` for the upstream stages, then the runs. A failing run does not stop the others,
+    but the runs that start from a failed stage are not started. Each run's state is read just
+    before it would start, so two sweeps on one folder share the runs instead of both training
+    them; a run whose upstream stage another process is training waits for it."""
     if parallel < 1:
         raise ConfigError(f"--parallel must be >= 1, got {parallel}")
     plan.write_manifest()
     outcome: dict[str, str] = {}
-    pending = list(plan.runs)
+    pending = plan.all_runs
     running: dict[str, tuple[subprocess.Popen, Any]] = {}
     env = dict(os.environ)
     while pending or running:
-        while pending and len(running) < parallel:
-            run = pending.pop(0)
+        while len(running) < parallel:
+            run, blocked = _next_ready(plan, pending, outcome, running)
+            if run is None:
+                break
+            if blocked:
+                outcome[run.name] = blocked
+                if echo:
+                    print(f"{plan.label(run)} {run.name}: {blocked}")
+                continue
             status = run_status(plan.run_dir(run))
             argv = train_argv(plan, run, train_command, status)
             if argv is None:
                 outcome[run.name] = "skipped" if status.state == "finished" else "running elsewhere"
                 if echo:
                     why = "finished" if status.state == "finished" else status.detail
-                    print(f"[{run.index}] {run.name}: {why}, skipped")
+                    print(f"{plan.label(run)} {run.name}: {why}, skipped")
                 continue
             log_path = plan.out_dir / "logs" / f"{run.name}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -393,7 +445,7 @@ def execute_local(
             log.flush()
             if echo:
                 verb = f"resuming ({status.detail})" if status.state == "resume" else "starting"
-                print(f"[{run.index}] {run.name}: {verb} (log: {log_path})")
+                print(f"{plan.label(run)} {run.name}: {verb} (log: {log_path})")
             running[run.name] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log)
         for name, (proc, log) in list(running.items()):
             code = proc.poll()
@@ -404,9 +456,34 @@ def execute_local(
             outcome[name] = _outcome(code)
             if echo:
                 print(f"{name}: {outcome[name]}")
-        if running:
+        if running or pending:  # pending: waiting for an upstream stage another process trains
             time.sleep(0.2)
-    return {r.name: outcome[r.name] for r in plan.runs}
+    return {r.name: outcome[r.name] for r in plan.all_runs}
+
+
+def _next_ready(
+    plan: SweepPlan, pending: list[RunSpec], outcome: dict[str, str], running: dict[str, Any],
+) -> tuple[RunSpec | None, str]:
+    """Take the first pending run that can be decided now: ``(run, "")`` when it has no upstream
+    stage or its stage's folder holds it finished, ``(run, "not started (...)")`` when its stage
+    will not finish, ``(None, "")`` when every pending run waits for a stage still training."""
+    for i, run in enumerate(pending):
+        upstream = plan.upstream.get(run.name)
+        if upstream is None:
+            return pending.pop(i), ""
+        if upstream in running or upstream not in outcome:
+            continue
+        result = outcome[upstream]
+        if result.startswith(("failed", "not started")):
+            why = "was not started" if result.startswith("not started") else result
+            return pending.pop(i), f"not started (upstream stage {upstream} {why})"
+        state = run_status(plan.out_dir / upstream).state
+        if state == "running":  # another process is training the stage: wait for it
+            continue
+        if state == "finished":
+            return pending.pop(i), ""
+        return pending.pop(i), f"not started (upstream stage {upstream} did not finish: {state})"
+    return None, ""
 
 
 def _submitit_job(argv: list[str], log_path: str) -> int:
@@ -441,6 +518,11 @@ def submit_submitit(
 
     Returns the submitit jobs (empty when everything finished). ``wait`` blocks until they end
     and raises if one failed.
+
+    Multi-stage sweeps are submitted level by level (upstream stages first): on SLURM each
+    later level's array waits for the earlier ones (``--dependency=afterok``, so a failed stage
+    holds back the next level); the local and debug executors wait for each level to end before
+    submitting the next, leaving out the runs whose upstream stage did not finish.
     """
     try:
         import submitit
@@ -458,16 +540,6 @@ def submit_submitit(
             )
 
     plan.write_manifest()
-    pending = []
-    for run in plan.runs:
-        status = run_status(plan.run_dir(run))
-        argv = train_argv(plan, run, train_command, status)
-        if argv is not None:
-            pending.append((run, argv))
-        elif status.state == "running":
-            print(f"[{run.index}] {run.name}: {status.detail}, not submitted", file=sys.stderr)
-    if not pending:
-        return []
     folder = plan.out_dir / "submitit" / "%j"
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     params: dict[str, Any] = {"timeout_min": time_min, "name": f"disentkit-{plan.out_dir.name}"}
@@ -487,15 +559,77 @@ def submit_submitit(
                       cpus_per_task=cpus_per_task)
     params.update(extra or {})
     executor.update_parameters(**params)
-    argvs = [a for _, a in pending]
-    logs = [str(plan.out_dir / "logs" / f"{r.name}.log") for r, _ in pending]
-    jobs = executor.map_array(_submitit_job, argvs, logs)
+    slurm = executor.cluster == "slurm"
+    submitted: list[tuple[RunSpec, Any]] = []
+    levels = _levels(plan)
+    for number, level in enumerate(levels):
+        pending = _submittable(plan, level, train_command, {r.name for r, _ in submitted}, slurm)
+        if not pending:
+            continue
+        if slurm and submitted:  # this level starts once every earlier array ended well
+            ids = sorted({str(j.job_id).split("_")[0] for _, j in submitted})
+            executor.update_parameters(slurm_dependency="afterok:" + ":".join(ids))
+        argvs = [a for _, a in pending]
+        logs = [str(plan.out_dir / "logs" / f"{r.name}.log") for r, _ in pending]
+        jobs = executor.map_array(_submitit_job, argvs, logs)
+        submitted += [(r, j) for (r, _), j in zip(pending, jobs)]
+        if not slurm and number < len(levels) - 1:
+            _wait_quietly(jobs)  # the next level starts from these runs' weights
+    if not submitted:
+        return []
     record = plan.out_dir / "submitted.json"
     previous = json.loads(record.read_text()) if record.is_file() else []
     previous.append({"time": time.time(), "cluster": executor.cluster,
-                     "jobs": {r.name: j.job_id for (r, _), j in zip(pending, jobs)}})
+                     "jobs": {r.name: j.job_id for r, j in submitted}})
     record.write_text(json.dumps(previous, indent=2))
+    jobs = [j for _, j in submitted]
     if wait:
         for job in jobs:
             job.result()
     return jobs
+
+
+def _levels(plan: SweepPlan) -> list[list[RunSpec]]:
+    """The plan's stages and runs by how many stages lie upstream of them (0: none)."""
+    def depth(name: str) -> int:
+        return 0 if name not in plan.upstream else 1 + depth(plan.upstream[name])
+
+    levels: dict[int, list[RunSpec]] = {}
+    for run in plan.all_runs:
+        levels.setdefault(depth(run.name), []).append(run)
+    return [levels[k] for k in sorted(levels)]
+
+
+def _submittable(
+    plan: SweepPlan, level: list[RunSpec], train_command: Sequence[str] | None,
+    submitted: set[str], slurm: bool,
+) -> list[tuple[RunSpec, list[str]]]:
+    """The runs of ``level`` to submit with their command lines: unfinished, not held by
+    another process, and with their upstream stage finished (or, on SLURM, submitted now)."""
+    pending = []
+    for run in level:
+        status = run_status(plan.run_dir(run))
+        argv = train_argv(plan, run, train_command, status)
+        if argv is None:
+            if status.state == "running":
+                print(f"{plan.label(run)} {run.name}: {status.detail}, not submitted", file=sys.stderr)
+            continue
+        upstream = plan.upstream.get(run.name)
+        if upstream is not None and not (slurm and upstream in submitted):
+            state = run_status(plan.out_dir / upstream).state
+            if state != "finished":
+                print(f"{plan.label(run)} {run.name}: not submitted: its upstream stage {upstream} "
+                      f"has not finished ({state}); submit the sweep again once it has",
+                      file=sys.stderr)
+                continue
+        pending.append((run, argv))
+    return pending
+
+
+def _wait_quietly(jobs: list[Any]) -> None:
+    """Wait for ``jobs`` to end; a failure is left to the runs' logs and the next level's check."""
+    for job in jobs:
+        try:
+            job.result()
+        except Exception as err:  # noqa: BLE001 - reported through the stage's missing finish
+            print(f"warning: job {job.job_id} failed: {str(err).splitlines()[0][:200]}", file=sys.stderr)

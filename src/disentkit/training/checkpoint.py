@@ -208,12 +208,27 @@ def _decode(path: Path, data: bytes) -> bytes:
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load one checkpoint file, verifying its checksum (CheckpointError when missing or damaged)."""
+    return load_checkpoint_with_digest(path, map_location)[0]
+
+
+def load_checkpoint_with_digest(
+    path: Path, map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], str]:
+    """:func:`load_checkpoint` and the sha256 the file's header records (verified against the
+    payload); for a file written before checksums, the sha256 of the whole file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint at {path}; a run directory keeps its checkpoints in {CHECKPOINT_DIR}/"
         )
-    payload = _decode(path, path.read_bytes())
+    data = path.read_bytes()
+    payload = _decode(path, data)
+    digest = hashlib.sha256(data).hexdigest() if payload is data else \
+        data[len(_MAGIC):].split(b"\n", 1)[0].split()[1].decode("ascii")
+    return _load_payload(path, payload, map_location), digest
+
+
+def _load_payload(path: Path, payload: bytes, map_location: str | torch.device) -> dict[str, Any]:
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as err:  # a damaged legacy file or a foreign one

@@ -83,6 +83,7 @@ from disentkit.training.loggers import JsonlLogger, TensorBoardLogger
 from disentkit.training.sampler import BatchSampler
 from disentkit.training.samples import check_can_sample, sample_grid_path, write_sample_grid
 from disentkit.training.schedule import lr_multiplier
+from disentkit.training.stages import apply_init, summary_fields
 
 PRECISION = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
 
@@ -224,6 +225,9 @@ class Trainer:
         check_can_sample(model, config.log.images_every)
         # before the optimisers exist, so that frozen parameters are in none of them
         self.frozen = freeze_modules(model, [*model_frozen_modules(model), *self.extra_frozen])
+        # Multi-stage runs: a new run starts from its upstream run's weights (recorded in
+        # init.run / init.sha256); init.freeze applies on resume too, so the optimisers match.
+        self.config = config = apply_init(model, config, resume=self.resume)
         specs = trainable_specs(model.optimiser_specs(), config.model.name)
         optimisers = [_make_optimiser(spec, config) for spec in specs]
         wrapped = fabric.setup(model, *optimisers)
@@ -431,7 +435,7 @@ class Trainer:
         if not self.fabric.is_global_zero:
             return
         summary = {"status": status, "step": self.step, "steps": self.config.train.steps,
-                   "train_time_s": round(self.train_time_s, 1), **extra}
+                   "train_time_s": round(self.train_time_s, 1), **summary_fields(self.config), **extra}
         text = json.dumps(summary, indent=2)
         if best_effort:
             write_text_best_effort(self.run_dir / "summary.json", text)
