@@ -392,7 +392,8 @@ class AttentionBlock(nn.Module):
             q, k, v = qkv.reshape(b, self.num_heads, 3 * d, length).chunk(3, dim=2)
         else:
             q, k, v = qkv.reshape(b, 3, self.num_heads, d, length).unbind(dim=1)
-        return q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2)
+        # contiguous (B, heads, T, d): strided inputs send CPU SDPA to its unfused "math" path
+        return tuple(part.transpose(-1, -2).contiguous() for part in (q, k, v))  # type: ignore[return-value]
 
 
 class EmbedSequential(nn.Sequential):
