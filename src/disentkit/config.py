@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
-from disentkit.errors import UserError
+from disentkit.errors import ConfigError, UserError  # noqa: F401  (ConfigError re-exported)
 from disentkit.ranges import (
     Count,
     Decay,
@@ -34,10 +34,6 @@ from disentkit.ranges import (
     Range,
     Seed,
 )
-
-
-class ConfigError(UserError, ValueError):
-    """A config value or key that cannot be used; the message says which and what is allowed."""
 
 
 # --------------------------------------------------------------------------------------------

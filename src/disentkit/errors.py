@@ -12,6 +12,12 @@ class UserError(Exception):
     """An error caused by the user's input or environment, reported as one line (exit status 2)."""
 
 
+class ConfigError(UserError, ValueError):
+    """A config value or key that cannot be used; the message says which and what is allowed.
+    (Defined here so that networks, samplers and metrics can raise it without importing the
+    config layer; ``disentkit.config.ConfigError`` is the same class.)"""
+
+
 def describe_os_error(err: OSError) -> str | None:
     """One line for an operating-system error a user can fix (full disk, no permission, not
     found), or None when the error is not one of those (then it is a bug and keeps its traceback)."""

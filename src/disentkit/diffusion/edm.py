@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from disentkit.config import ConfigError
+from disentkit.errors import ConfigError
 
 #: F(c_in x, c_noise) -> raw network output (same shape as x)
 Network = Callable[[Tensor, Tensor], Tensor]

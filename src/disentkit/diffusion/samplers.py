@@ -25,11 +25,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from disentkit.config import ConfigError
 from disentkit.diffusion.edm import EDM
 from disentkit.diffusion.edm import Denoiser as EDMDenoiser
 from disentkit.diffusion.schedules import DiscreteSchedule
 from disentkit.diffusion.timesteps import DDIMGrid, ddim_grid
+from disentkit.errors import ConfigError
 
 #: denoiser(x_t, t) -> eps, or (eps, G) with G the predicted gradient of a PDAE-style shift decoder
 EpsDenoiser = Callable[[Tensor, Tensor], Tensor | tuple[Tensor, Tensor]]

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor
 
-from disentkit.config import ConfigError
+from disentkit.errors import ConfigError
 
 SCHEDULE_NAMES = ("linear", "scaled_linear", "cosine")
 

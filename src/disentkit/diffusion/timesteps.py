@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from disentkit.config import ConfigError
 from disentkit.diffusion.schedules import DiscreteSchedule
+from disentkit.errors import ConfigError
 
 SPACINGS = ("pdae", "diti", "ldm")
 

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from disentkit.config import ConfigError
 from disentkit.data.base import unit_float
+from disentkit.errors import ConfigError
 from disentkit.metrics.attributes import attribute_probe_ap, attribute_regression, tad_protocol
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, encode_observations
 from disentkit.progress import duration, say

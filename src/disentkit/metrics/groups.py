@@ -33,7 +33,7 @@ def contiguous_groups(num_codes: int, num_groups: int | None = None,
     """Consecutive code dimensions as groups: ``num_groups`` equal chunks, or chunks of
     ``group_size`` dimensions (give exactly one). Raises :class:`~disentkit.config.ConfigError`
     when the code does not split evenly."""
-    from disentkit.config import ConfigError
+    from disentkit.errors import ConfigError
 
     if (num_groups is None) == (group_size is None):
         raise ConfigError("give exactly one of num_groups and group_size for the group layout")

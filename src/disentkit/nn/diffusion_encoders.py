@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from disentkit.config import ConfigError
+from disentkit.errors import ConfigError
 from disentkit.nn.unet import AttentionBlock, GroupNorm32
 
 __all__ = ["DisDiffEncoder", "PDAEEncoder"]

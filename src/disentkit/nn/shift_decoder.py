@@ -34,7 +34,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from disentkit.config import ConfigError
+from disentkit.errors import ConfigError
 from disentkit.nn.unet import (
     GroupNorm32,
     ResBlock,

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from disentkit.config import ConfigError
+from disentkit.errors import ConfigError
 
 __all__ = [
     "AttentionBlock", "Downsample", "EmbedSequential", "GroupNorm32", "ResBlock", "UNet", "UNetConfig",

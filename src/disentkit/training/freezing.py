@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from torch import nn
 
-from disentkit.config import ConfigError
+from disentkit.errors import ConfigError
 
 __all__ = ["freeze_modules", "frozen_names", "is_frozen", "model_frozen_modules"]
 
