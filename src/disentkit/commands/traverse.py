@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from disentkit.api import load_run
+    from disentkit.run_loading import load_run
     from disentkit.viz.images import data_batch
     from disentkit.viz.latents import (
         activity_from_data,
