@@ -1,5 +1,5 @@
 """``disentkit analyze RUN_DIR --kind largest-kld|eigen|latent3d|sweep|all``: CFASL's qualitative
-analyses of a trained VAE-family run (specs/vae_methods.md §4.8), written as PNGs (and the arrays
+analyses of a trained VAE-family run (GIST-IRR/CFASL ``src/analysis_tools/``), written as PNGs (and the arrays
 as .npz) into RUN_DIR/analysis/ (see :mod:`disentkit.viz.cfasl_analysis` and
 :mod:`disentkit.viz.cfasl_sweep`)."""
 
@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from disentkit.api import load_run
+    from disentkit.run_loading import load_run
     from disentkit.viz import cfasl_analysis as ca
     from disentkit.viz import cfasl_sweep
 

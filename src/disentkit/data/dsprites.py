@@ -1,6 +1,6 @@
 """dSprites from the official files, the bundled real sub-grid, and disentanglement_lib's variants.
 
-Facts (specs/datasets.md §1, §5): ``imgs`` is (737280, 64, 64) uint8 with values {0, 1}
+Facts (deepmind/dsprites-dataset): ``imgs`` is (737280, 64, 64) uint8 with values {0, 1}
 (``value_max = 1``); six latent columns with a constant colour first; factors as disentanglement_lib's
 ``dsprites_full``: shape 3, scale 6, orientation 40, posX 32, posY 32, row-major, posY fastest.
 The hdf5 release stores ``imgs`` and ``latents/classes``. The npz also holds ``metadata``, a
@@ -175,7 +175,7 @@ class DSprites(_DSpritesGrid):
 @DATASETS.register("dsprites_small")
 class DSpritesSmall(_DSpritesGrid):
     """The real sub-grid ``dsprites_downsampled.npz`` (3, 6, 10, 16, 16): every 4th orientation
-    and every 2nd position of the official file, 46,080 real images (specs/datasets.md §3)."""
+    and every 2nd position of the official file, 46,080 real images (colleenjg/neuromatch_ssl_tutorial)."""
 
     @dataclass
     class Config:

@@ -5,7 +5,7 @@ They share the training path of every dataset: ``len(data)``, ``data.uint8_batch
 batch by batch, with Pillow; crops and resizes use Pillow/numpy only. With ``cache: true`` each
 decoded image is kept in a uint8 array, so every file is decoded at most once.
 
-Layouts and crops follow specs/datasets.md §1: CelebA ``img_align_celeba`` (178x218) with
+Layouts and crops (phizaz/diffae ``dataset.py``): CelebA ``img_align_celeba`` (178x218) with
 ``list_attr_celeba.txt`` (whitespace-split, ±1 -> int8), center crop 148 or the D2C crop
 ``img[57:185, 25:153]``; Diff-AE LMDBs (``length`` key; ``None-%07d`` WebP for CelebA,
 ``256-%05d`` JPEG for FFHQ, ``256-%07d`` WebP for Bedroom); ``rendered_chairs/<model>/renders/

@@ -1,17 +1,17 @@
 """``sprites``: a procedural, dSprites-compatible generator (no download needed).
 
 The factor grid, ordering and pixel format are those of the official dSprites file as
-disentanglement_lib's ``dsprites_full`` uses it (specs/datasets.md §1): factors
+disentanglement_lib's ``dsprites_full`` uses it (``named_data.py``): factors
 ``shape`` (square, ellipse, heart), ``scale`` (linspace(0.5, 1, 6)), ``orientation``
 (linspace(0, 2*pi, 40), so 0 and 2*pi are the same image), ``posX`` and ``posY``
 (linspace(0, 1, 32) each), row-major with posY fastest; 64x64 binary images stored as {0, 1} uint8
 with ``value_max = 1``.
 
-Geometry (specs/datasets.md §4): pixel (r, c) is on iff its centre (c + 0.5, r + 0.5) lies inside
+Geometry: pixel (r, c) is on iff its centre (c + 0.5, r + 0.5) lies inside
 the shape; the sprite centre is (16 + 32 posX, 16 + 32 posY) with posY = 0 at the top; the shape
 is rotated by -theta in image coordinates (counter-clockwise on screen). The square has half-side
 9.6 * scale. The ellipse and the heart are star-shaped outlines r(phi) * scale fitted to the real
-images bundled in ``shared/data`` (``benchmarks/data_fit_sprites.py``; table in
+images of colleenjg/neuromatch_ssl_tutorial (``benchmarks/data_fit_sprites.py``; table in
 ``_sprite_outlines.py``). The pixels are an approximation of dSprites, not the official file:
 ``docs/datasets.md`` records the measured IoU against real images. Use ``dsprites`` for the
 official file.
@@ -79,7 +79,7 @@ def _render_chunk(
     dy = _PIXEL_CENTRES[None, :, None] - (16.0 + 32.0 * pos_y)[:, None, None]
     cos, sin = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
     # Sprite frame: rotating the shape by -theta in image coordinates means rotating the pixel
-    # offsets by +theta (specs/datasets.md §4, "Rotation").
+    # offsets by +theta.
     u = cos * dx - sin * dy
     v = sin * dx + cos * dy
     s = scale[:, None, None]

@@ -1,7 +1,7 @@
 """``shapes3d_like``: a procedural, colour 3D-Shapes-style scene grid (no download needed).
 
 The factors, their order and (by default) their sizes are those of 3D Shapes
-(specs/datasets.md §1, "3D Shapes"): ``floor_hue`` 10, ``wall_hue`` 10, ``object_hue`` 10,
+(deepmind/3d-shapes): ``floor_hue`` 10, ``wall_hue`` 10, ``object_hue`` 10,
 ``scale`` 8, ``shape`` 4 (cube, cylinder, sphere, capsule), ``orientation`` 15, row-major with
 orientation fastest; 64x64x3 uint8 images with ``value_max`` 255. Factor values follow the
 stored 3D Shapes values: hue ``k / n``, scale ``linspace(0.75, 1.25, n)``, orientation

@@ -1,4 +1,4 @@
-"""smallNORB (binary matrix files; specs/datasets.md §1), as disentanglement_lib uses it.
+"""smallNORB (LeCun et al. 2004; binary matrix files), as disentanglement_lib uses it.
 
 File format: little-endian int32 magic (0x1E3D4C55 uint8, 0x1E3D4C54 int32, 0x1E3D4C51 float32,
 0x1E3D4C53 float64, 0x1E3D4C56 int16), int32 ndim, then max(3, ndim) int32 dims (unused ones

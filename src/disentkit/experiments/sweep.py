@@ -1,7 +1,7 @@
 """Sweeps: a grid of settings times seeds, expanded into numbered runs and executed.
 
 Expansion is deterministic and indexable, as in disentanglement_lib's ``sweep.py``
-(``h.product([...])`` + ``--model_num``; specs/ecosystem.md §2.2, §4): the cartesian product of
+(``h.product([...])`` + ``--model_num``): the cartesian product of
 the axes in the order given, the last axis varying fastest, numbered from 0. An axis is an
 override whose value is a comma list (``model.beta=1,2,4``) or an integer range
 (``seed=0:10`` -> 0..9, ``seed=0:10:2``); any other override is fixed for every run.

@@ -1,5 +1,5 @@
 """AnnealedVAE: the capacity-controlled beta-VAE of Burgess et al. (2018)
-(specs/vae_methods.md §4.2; disentanglement_lib ``AnnealedVAE``, 1Konny/Beta-VAE objective "B").
+(disentanglement_lib ``AnnealedVAE``, 1Konny/Beta-VAE objective "B").
 
     loss = REC + gamma * | KL(q(z|x) || p(z)) - C(t) |,   C(t) = min(C_max, C_max * t / T_ramp)
 

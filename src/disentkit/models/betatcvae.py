@@ -1,4 +1,4 @@
-"""beta-TCVAE (Chen et al. 2018; specs/vae_methods.md §4.4; rtqichen/beta-tcvae ``vae_quant.py``,
+"""beta-TCVAE (Chen et al. 2018; rtqichen/beta-tcvae ``vae_quant.py``,
 disentanglement_lib ``BetaTCVAE``).
 
 The KL term of the ELBO decomposes (Chen et al., eq. 2) as

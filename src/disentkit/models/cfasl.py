@@ -1,5 +1,5 @@
-"""CFASL: Composite Factor-Aligned Symmetry Learning (Jung, Jeong & Kim, TMLR 2024; spec
-specs/vae_methods.md §4.8), as a wrapper over any Gaussian VAE of this package.
+"""CFASL: Composite Factor-Aligned Symmetry Learning (Jung, Jeong & Kim, TMLR 2024;
+GIST-IRR/CFASL ``models/group*.py``), as a wrapper over any Gaussian VAE of this package.
 
 ``make_cfasl(Base)`` returns a subclass of ``Base`` that adds CFASL's symmetry terms to the base
 objective. One training step on a batch of B images (B even):
@@ -272,7 +272,7 @@ def make_cfasl(base: type[GaussianVAE], config_cls: type, name: str | None = Non
     """A CFASL model class over ``base`` with hyperparameters ``config_cls`` (which must combine
     the base's Config with :class:`CFASLOptions`)."""
     cls = type(f"CFASL{base.__name__}", (CFASLMixin, base), {"Config": config_cls})
-    cls.__doc__ = f"CFASL over {base.__name__} (specs/vae_methods.md §4.8; see disentkit.models.cfasl)."
+    cls.__doc__ = f"CFASL over {base.__name__} (Jung, Jeong & Kim 2024; see disentkit.models.cfasl)."
     cls.__module__ = __name__
     if name:
         MODELS.register(name)(cls)

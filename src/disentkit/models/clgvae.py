@@ -1,4 +1,4 @@
-"""Commutative Lie Group VAE, CLG-VAE (Zhu, Xu & Tao 2021; specs/vae_methods.md §4.7;
+"""Commutative Lie Group VAE, CLG-VAE (Zhu, Xu & Tao 2021;
 zhuxinqimac/CommutativeLieGroupVAE-Pytorch ``models/lie_vae.py``, ``trainer.py``).
 
 Networks (:mod:`disentkit.nn.lie`): the encoder maps x to a group feature ``gE`` (a flattened

@@ -1,4 +1,4 @@
-"""DIP-VAE I and II (Kumar et al. 2018; specs/vae_methods.md §4.5; disentanglement_lib ``DIPVAE``).
+"""DIP-VAE I and II (Kumar et al. 2018; disentanglement_lib ``DIPVAE``).
 
     loss = REC + KL + lambda_od * sum_{i != j} C_ij**2 + lambda_d * sum_i (C_ii - 1)**2
 

@@ -1,4 +1,4 @@
-"""FactorVAE (Kim & Mnih 2018; specs/vae_methods.md §4.3; 1Konny/FactorVAE ``solver.py``,
+"""FactorVAE (Kim & Mnih 2018; 1Konny/FactorVAE ``solver.py``,
 disentanglement_lib ``FactorVAE``).
 
 VAE objective (Kim & Mnih, eq. 2, with the density-ratio trick of §3):

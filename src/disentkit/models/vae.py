@@ -1,7 +1,7 @@
-"""VAE and beta-VAE (Kingma & Welling 2014; Higgins et al. 2017; specs/vae_methods.md §4.1).
+"""VAE and beta-VAE (Kingma & Welling 2014; Higgins et al. 2017).
 
 Loss (beta-VAE, eq. 4 of Higgins et al.): REC + beta * KL(q(z|x) || N(0, I)), REC summed over
-pixels and averaged over the batch (§2); beta = 1 is the plain VAE. ``encode`` returns the
+pixels and averaged over the batch; beta = 1 is the plain VAE. ``encode`` returns the
 posterior mean, the representation disentanglement_lib evaluates.
 
 :class:`GaussianVAE` holds what the whole VAE family shares (encoder, decoder, reparameterisation,
@@ -98,7 +98,7 @@ class GaussianVAE(Model):
 
     # ---- objective ----------------------------------------------------------------------
     def vae_terms(self, batch: torch.Tensor) -> VAETerms:
-        """Encode, sample z = mean + sigma * eps, decode; REC and per-dimension KL (§2)."""
+        """Encode, sample z = mean + sigma * eps, decode; REC and per-dimension KL."""
         mean, logvar = self.posterior(batch)
         z = reparameterise(mean, logvar)
         logits = self.decoder(z)
