@@ -323,3 +323,15 @@ def test_slurm_executor_without_srun_is_one_line_and_writes_nothing(tmp_path: Pa
     assert code == 2 and len(error_lines) == 1
     assert "srun and sbatch" in error_lines[0] and "--executor local" in error_lines[0]
     assert not (out / "submitted.json").exists()
+
+
+def test_a_run_with_only_its_previous_checkpoint_is_resumed(tmp_path: Path) -> None:
+    # last.pt lost (or set aside as damaged): training resumes from prev.pt, so the sweep must
+    # resume the run rather than start it anew (which training would refuse as an existing run)
+    run = tmp_path / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"status": "interrupted", "step": 7}))
+    assert run_status(run).state == "new"
+    (run / "checkpoints" / "prev.pt").write_bytes(b"a checkpoint")
+    status = run_status(run)
+    assert status.state == "resume" and "step 7" in status.detail

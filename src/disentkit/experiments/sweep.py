@@ -342,7 +342,8 @@ def run_status(run_dir: Path) -> RunStatus:
     dead = f"; its process died ({holder.describe()})" if holder is not None else ""
     if finished:
         return RunStatus("resume", f"trained, {' and '.join(missing)} missing{dead}")
-    if (run_dir / "checkpoints" / "last.pt").is_file():
+    # prev.pt alone (last.pt lost or set aside as damaged) is resumable too: resume falls back on it
+    if any((run_dir / "checkpoints" / name).is_file() for name in ("last.pt", "prev.pt")):
         step = summary.get("step", "?")
         was = summary.get("status", "started")
         return RunStatus("resume", f"{was} at step {step}{dead}")
