@@ -256,16 +256,24 @@ def representation_from_model(
     representation from a grid code cache (``evaluate(..., code_cache="off")``).
 
     The wrapper converts NHWC numpy to an NCHW float32 tensor on ``device`` (default: the
-    device of the model's first parameter, else CPU), calls ``getattr(model, method)`` under
-    ``torch.no_grad()`` in slices of ``batch_size``, and returns numpy codes. ``batch_size=None``:
+    device of the model's first parameter, else CPU) in the model's pixel range
+    (``input_range``: [-1, 1] for diffusion models, :mod:`disentkit.pixels`), calls
+    ``getattr(model, method)`` under ``torch.no_grad()`` in slices of ``batch_size``, and
+    returns numpy codes. ``batch_size=None``:
     64 on CPU (one torch thread ran the dlib conv encoder ~3x faster per image at 16-128 images
     per forward than at 512-1024 on the 2-core benchmark machine,
     benchmarks/results/metrics_encoder_batch.json), 512 on accelerators. If the method
     returns a tuple/list (e.g. ``(mean, logvar)``) element ``output_index`` is used; a dict must
     hold ``"mean"`` or ``"z"``. The model is switched to eval mode while encoding and restored.
+    A model without a representation (a pixel DDPM) raises
+    :class:`~disentkit.models.base.NoRepresentationError`.
     """
     import torch
 
+    from disentkit.models.base import require_representation
+    from disentkit.pixels import for_model
+
+    require_representation(model)
     if sampled and not callable(getattr(model, "posterior", None)):
         raise ValueError(
             f"sampled=True needs a model with posterior(x) -> (mean, logvar); "
@@ -310,6 +318,7 @@ def representation_from_model(
                 for start in range(0, len(observations), batch_size):
                     x = torch.from_numpy(np.ascontiguousarray(observations[start : start + batch_size]))
                     x = x.to(device=device, dtype=torch.float32).permute(0, 3, 1, 2).contiguous()
+                    x = for_model(x, model)  # the range the model trained on
                     z = _sample(fn(x)) if sampled else _select(fn(x))
                     parts.append(z.reshape(z.shape[0], -1).float().cpu().numpy())
         finally:

@@ -2,16 +2,19 @@
 
 A model is an ``nn.Module`` that owns its maths:
 
-* ``training_losses(batch, step) -> dict``: ``batch`` is float NCHW in [0, 1] on the device,
-  of ``batch_multiplier * train.batch_size`` images. The dict holds a scalar ``loss`` (what the
+* ``training_losses(batch, step) -> dict``: ``batch`` is float NCHW in the model's
+  ``input_range`` ([0, 1], or [-1, 1] for diffusion models) on the device, of
+  ``batch_multiplier * train.batch_size`` images. The dict holds a scalar ``loss`` (what the
   engine back-propagates once) plus named terms that are logged. Models with several optimisers
   (FactorVAE's discriminator) put every optimiser's objective into ``loss`` and block the
   cross-gradients themselves (detach the inputs one side must not train, evaluate the other side
   with detached parameters), so a single backward pass gives each parameter exactly the gradient
   of its own objective. This is what makes them work unchanged under DDP, which allows one
   backward per forward.
-* ``encode(x) -> codes``: the representation used for evaluation (documented per method).
-* ``decode``/``reconstruct``/``sample`` where they apply (used by traversals and reports).
+* ``encode(x) -> codes``: the representation used for evaluation (documented per method);
+  models that learn none set ``has_representation = False``.
+* ``decode``/``reconstruct``/``sample`` where they apply (used by traversals and reports). Images
+  go in and come out in the model's ``input_range`` (:mod:`disentkit.pixels` converts).
 * ``optimiser_specs(optim)``: which parameters each optimiser steps, with per-group settings.
 
 What a model declares to the engine and to evaluation (class attributes, docs/models.md):
@@ -34,6 +37,23 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from disentkit.errors import UserError
+
+
+class NoRepresentationError(UserError, TypeError):
+    """The run's model learns no code (a pixel-space DDPM): nothing to evaluate or traverse."""
+
+
+def require_representation(model: Any) -> None:
+    """Raise :class:`NoRepresentationError` (one line) unless ``model`` has a representation."""
+    if not getattr(model, "has_representation", True):
+        name = getattr(model, "registry_name", type(model).__name__)
+        raise NoRepresentationError(
+            f"{name} has no representation to evaluate: it learns no code (encode does not "
+            f"exist for it); draw images with `disentkit sample RUN_DIR`, or evaluate a method "
+            "that learns a representation"
+        )
 
 
 @dataclass(frozen=True)
@@ -106,6 +126,9 @@ class Model(nn.Module):
     batch_multiplier: ClassVar[int] = 1
     #: the pixel range the model expects: "01" ([0, 1]) or "pm1" ([-1, 1], diffusion models)
     input_range: ClassVar[str] = "01"
+    #: False for models that learn no code (a pixel DDPM): metrics and traversals refuse them
+    #: with one line (:func:`require_representation`)
+    has_representation: ClassVar[bool] = True
     #: sub-modules (dotted names) that never train: eval mode, no gradients, in no optimiser
     frozen_modules: ClassVar[tuple[str, ...]] = ()
     #: sub-modules the EMA averages when ``train.ema_modules`` is empty (empty: the whole model)

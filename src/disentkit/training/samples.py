@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from disentkit.config import ConfigError
+from disentkit.errors import ConfigError
 
 #: images per grid (rows x columns)
 GRID = (4, 4)
@@ -64,7 +64,8 @@ def write_sample_grid(model: Any, path: Path, seed: int, device: torch.device) -
 
 
 def _unit_range(images: torch.Tensor, model: Any) -> torch.Tensor:
-    """A model's images in [0, 1]: diffusion models (``input_range = "pm1"``) return [-1, 1]."""
-    if getattr(model, "input_range", "01") == "pm1":
-        images = (images + 1.0) / 2.0
-    return images.clamp(0.0, 1.0)
+    """A model's images in [0, 1]: diffusion models (``input_range = "pm1"``) return [-1, 1]
+    (the one pixel conversion, :func:`disentkit.pixels.for_display`)."""
+    from disentkit.pixels import for_display
+
+    return for_display(images, model)

@@ -14,6 +14,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from disentkit.pixels import for_display, for_model
+from disentkit.pixels import to_model_input as uint8_to_model_input
+
 __all__ = [
     "add_caption",
     "data_batch",
@@ -21,6 +24,7 @@ __all__ = [
     "make_grid",
     "save_gif",
     "save_png",
+    "to_display",
     "to_model_input",
     "to_uint8",
 ]
@@ -182,10 +186,14 @@ def save_gif(
 
 
 def to_model_input(images01: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
-    """Scale [0, 1] images to the range the model expects (``Model.input_range``)."""
-    if getattr(model, "input_range", "01") == "pm1":
-        return images01 * 2.0 - 1.0
-    return images01
+    """Scale [0, 1] images to the range the model expects (``Model.input_range``;
+    :func:`disentkit.pixels.to_model_range`, the conversion the training loop uses)."""
+    return for_model(images01, model)
+
+
+def to_display(images: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    """Images a model returned (decoded, reconstructed, sampled; in its ``input_range``) -> [0, 1]."""
+    return for_display(images, model)
 
 
 def data_batch(data, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
@@ -194,5 +202,4 @@ def data_batch(data, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
     batch = data.uint8_batch(indices)
     if not isinstance(batch, torch.Tensor):
         batch = torch.from_numpy(np.asarray(batch))
-    value_max = float(getattr(data, "value_max", 255))
-    return batch.permute(0, 3, 1, 2).float() / value_max
+    return uint8_to_model_input(batch, float(getattr(data, "value_max", 255)), "01")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from disentkit.viz.images import label_grid, make_grid, save_png, to_model_input, to_uint8
+from disentkit.viz.images import label_grid, make_grid, save_png, to_display, to_model_input, to_uint8
 
 __all__ = ["reconstruct", "reconstruction_grid", "write_reconstructions"]
 
@@ -16,7 +16,7 @@ __all__ = ["reconstruct", "reconstruction_grid", "write_reconstructions"]
 @torch.inference_mode()
 def reconstruct(model: torch.nn.Module, images01: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Reconstructions in [0, 1] of [0, 1] NCHW images (``model.reconstruct``, else
-    ``decode(encode(x))``), on CPU."""
+    ``decode(encode(x))``, both in the model's pixel range), on CPU."""
     try:
         device = next(model.parameters()).device
     except StopIteration:
@@ -28,7 +28,7 @@ def reconstruct(model: torch.nn.Module, images01: torch.Tensor, batch_size: int 
             rec = model.reconstruct(x)
         else:
             rec = model.decode(model.encode(x))
-        out.append(rec.float().cpu().clamp(0.0, 1.0))
+        out.append(to_display(rec.float().cpu(), model))
     return torch.cat(out)
 
 

@@ -35,6 +35,7 @@ from disentkit.viz.images import (
     make_grid,
     save_gif,
     save_png,
+    to_display,
     to_uint8,
 )
 from disentkit.viz.latents import LatentOrder, encode_batched, sample_indices
@@ -99,7 +100,8 @@ def traversal_codes(base: torch.Tensor, dims: Sequence[int], values: torch.Tenso
 
 @torch.inference_mode()
 def decode_codes(model: torch.nn.Module, codes: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """``model.decode`` over codes of any leading shape (..., D) -> images (..., C, H, W) in [0, 1]."""
+    """``model.decode`` over codes of any leading shape (..., D) -> images (..., C, H, W) in [0, 1]
+    (from the model's pixel range)."""
     if not hasattr(model, "decode"):
         raise TypeError(f"{type(model).__name__} has no decode(z); traversals need a decoder")
     lead, latent_dim = codes.shape[:-1], codes.shape[-1]
@@ -113,7 +115,7 @@ def decode_codes(model: torch.nn.Module, codes: torch.Tensor, batch_size: int = 
         for s in range(0, flat.shape[0], batch_size)
     ]
     images = torch.cat(out)
-    return images.reshape(*lead, *images.shape[1:]).clamp(0.0, 1.0)
+    return to_display(images.reshape(*lead, *images.shape[1:]), model)
 
 
 def traversal_images(
