@@ -88,3 +88,18 @@ def test_a_closed_pipe_ends_quietly() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_settings_a_constructor_refuses_are_one_line_before_training(tmp_path, capsys) -> None:
+    # each value is in range, but together they do not fit: sprites orientations must divide 40
+    code = cli.main(["train", "preset=betavae/smoke", "data.name=sprites", "data.orientations=7",
+                     f"out_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err
+    assert "data.name=sprites does not accept these settings" in lines[0] and "orientations" in lines[0]
+    # betatcvae's lambda anneal needs the decomposed objective
+    code = cli.main(["train", "preset=betatcvae/smoke", "model.objective=dlib", "model.lambda_anneal_steps=5",
+                     f"out_dir={tmp_path}"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert code == 2 and len(lines) == 1 and "model.name=betatcvae does not accept" in lines[0]

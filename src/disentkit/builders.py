@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
 from disentkit.config import RunConfig
 from disentkit.data.root import resolve_data_root
+from disentkit.errors import ConfigError, UserError
 from disentkit.models.base import DataFacts
+from disentkit.pixels import to_model_input  # noqa: F401  (the pixel conversion lives there)
 from disentkit.registry import DATASETS, MODELS
+
+
+@contextmanager
+def _settings_checked(section: str, name: str) -> Iterator[None]:
+    """Turn a constructor's refusal of its settings (a ValueError naming fields that do not fit
+    together, e.g. ``orientations`` that do not divide 40) into a one-line ConfigError; errors
+    that already are user errors (a broken data file) pass unchanged."""
+    try:
+        yield
+    except UserError:
+        raise
+    except ValueError as err:
+        first = (str(err).splitlines() or [repr(err)])[0][:400]
+        raise ConfigError(f"{section}.name={name} does not accept these settings: {first}") from err
 
 
 def build_dataset(config: RunConfig) -> Any:
     cls = DATASETS.get(config.data.name)
-    return cls(config.data.params, data_root=resolve_data_root(config.data_root or None))
+    with _settings_checked("data", config.data.name):
+        return cls(config.data.params, data_root=resolve_data_root(config.data_root or None))
 
 
 def image_shape_of(data: Any) -> tuple[int, int, int]:
@@ -36,12 +55,5 @@ def build_model(
     if not isinstance(data, DataFacts):
         data = DataFacts(tuple(data), int(dataset_size or 0))
     cls = MODELS.get(config.model.name)
-    return cls(config.model.params, data)
-
-
-def to_model_input(batch_uint8: torch.Tensor, value_max: float, input_range: str) -> torch.Tensor:
-    """uint8 NHWC on the device -> float NCHW in [0, 1] (or [-1, 1] for diffusion models)."""
-    x = batch_uint8.permute(0, 3, 1, 2).float().div_(float(value_max))
-    if input_range == "pm1":
-        x = x.mul_(2.0).sub_(1.0)
-    return x.contiguous()
+    with _settings_checked("model", config.model.name):
+        return cls(config.model.params, data)
