@@ -309,6 +309,7 @@ def test_analyze_command_writes_the_four_images(trained_run):
 
 def test_analyze_all_skips_the_factor_plot_on_data_without_factors(trained_run, monkeypatch, capsys):
     import disentkit.api
+    import disentkit.run_loading
     from disentkit.cli import main
 
     real = disentkit.api.load_run(trained_run)
@@ -331,7 +332,7 @@ def test_analyze_all_skips_the_factor_plot_on_data_without_factors(trained_run, 
         def data(self):
             return NoFactors(real.data())
 
-    monkeypatch.setattr(disentkit.api, "load_run", lambda path: Loaded())
+    monkeypatch.setattr(disentkit.run_loading, "load_run", lambda path: Loaded())
     out = trained_run / "analysis"
     for png in out.glob("*.png") if out.exists() else []:
         png.unlink()

@@ -1113,9 +1113,11 @@ def h5_dataset(file, name: str, path: Path):
         if link is None:
             raise DataFileError(f"{path}: expected a dataset '{name}', found no '{prefix}'")
         if not isinstance(link, h5py.HardLink):
-            target = getattr(link, "filename", "") or getattr(link, "path", "")
+            target = str(getattr(link, "filename", "") or getattr(link, "path", ""))
+            if len(target) > 80:  # keep the end: the linked file's own name
+                target = "..." + target[-77:]
             raise DataFileError(
-                f"{path}: '{prefix}' is a link to {str(target)[:80]!r}, not data stored in the file; "
+                f"{path}: '{prefix}' is a link to {target!r}, not data stored in the file; "
                 "disentkit reads only data inside the dataset's own file: use the original file"
             )
     dataset = file[name]
