@@ -100,3 +100,23 @@ def test_a_folder_without_a_run_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["sample", str(tmp_path)]) == 2
     assert "is not a run directory" in capsys.readouterr().err
 
+
+
+def test_report_of_a_ddpm_run_shows_samples_and_skips_the_code_sections(ddpm_run: Path,
+                                                                         tmp_path: Path) -> None:
+    from disentkit.viz.report import write_report
+
+    page = write_report(ddpm_run, tmp_path / "report.html").read_text()
+    samples = page.split('<section id="samples">', 1)[1].split("</section>", 1)[0]
+    assert "<img" in samples and "ddim, 5 steps" in samples  # the preset's small step budget
+    assert "ddpm learns no code" in samples
+    for section in ("traversals", "mi", "factors", "reconstructions"):
+        assert f'<section id="{section}">' not in page
+    assert "not available" not in page and "no results.json yet" not in page
+
+
+def test_traverse_of_a_ddpm_run_is_one_line(ddpm_run: Path, tmp_path: Path, capsys) -> None:
+    assert main(["traverse", str(ddpm_run), "--out", str(tmp_path / "t"), "--no-gif"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("disentkit traverse: error: ddpm has no representation to evaluate")
+    assert err.count("\n") == 1

@@ -136,6 +136,7 @@ SECTIONS = (
     ("mi", "Mutual information between codes and factors"),
     ("factors", "True-factor traversals"),
     ("reconstructions", "Reconstructions"),
+    ("samples", "Samples"),
     ("curves", "Training curves"),
     ("metrics", "Metrics"),
     ("config", "Config"),
@@ -290,6 +291,8 @@ def _load(page: _Page, run: _Run) -> None:
         run.model, run.data = loaded.model, loaded.data()
 
     _section(page, "headline", "model", model)
+    if not _has_code(run):
+        return
     if run.model is not None and run.data is not None:
         _section(page, "traversals", "per-latent KL", lambda: _measure_kl(run))
     mi = mi_from_results(run.results) if run.results else None
@@ -298,6 +301,11 @@ def _load(page: _Page, run: _Run) -> None:
         run.mi, run.mi_source = mi, "from MIG's entry in results.json"
     elif run.factor_names and run.model is not None:
         _section(page, "mi", "MI matrix", lambda: _estimate_mi(run))
+
+
+def _has_code(run: _Run) -> bool:
+    """False for a model that learns no code (a pixel DDPM): no traversals, MI or metrics."""
+    return run.model is None or getattr(run.model, "has_representation", True)
 
 
 def _measure_kl(run: _Run) -> None:
@@ -323,7 +331,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, **options: 
 
     The page leads with a headline block (method, dataset, seed, steps, wall time, headline
     metrics, per-factor MIG), then traversals, the MI heat map, true-factor traversals,
-    reconstructions, training curves, every metric score, and the config collapsed at the end.
+    reconstructions, samples (all a model that learns no code, a DDPM, gets), training curves,
+    every metric score, and the config collapsed at the end.
     ``options`` are :class:`ReportOptions` fields. Missing pieces (no results, no checkpoint,
     no ground truth, an image-only dataset) are reported on the page, never raised.
     """
@@ -344,13 +353,19 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, **options: 
     page = _Page(f"disentkit run: {run_dir.name}")
     _load(page, run)
     _headline(page, run)
-    _section(page, "traversals", "traversals", lambda: _traversals(page, run))
-    _section(page, "mi", "MI matrix", lambda: _mi_section(page, run))
-    if run.factor_names:
-        _section(page, "factors", "true-factor traversals", lambda: _factors(page, run))
-    _section(page, "reconstructions", "reconstructions", lambda: _reconstructions(page, run))
+    if _has_code(run):
+        _section(page, "traversals", "traversals", lambda: _traversals(page, run))
+        _section(page, "mi", "MI matrix", lambda: _mi_section(page, run))
+        if run.factor_names:
+            _section(page, "factors", "true-factor traversals", lambda: _factors(page, run))
+        _section(page, "reconstructions", "reconstructions", lambda: _reconstructions(page, run))
+    else:
+        page.note("samples", f"{run.config.get('model', {}).get('name', 'this model')} learns no "
+                             "code: no traversals, MI matrix, reconstructions or metrics")
+    _section(page, "samples", "samples", lambda: _samples(page, run))
     _section(page, "curves", "training curves", lambda: _curves(page, run))
-    _metrics(page, run)
+    if _has_code(run):
+        _metrics(page, run)
     _config(page, run)
     for text in opts.notes:
         page.note("headline", text)
@@ -389,7 +404,7 @@ def _headline(page: _Page, run: _Run) -> None:
     if not summary:
         page.note("headline", "no summary.json: the run has not started or is not a disentkit "
                               "run directory")
-    if run.results is None:
+    if run.results is None and _has_code(run):
         page.note("headline", "no results.json yet (run `disentkit eval RUN_DIR`)")
     if run.collapsed and run.kl is not None:
         page.note("headline", f"{len(run.collapsed)} of {len(run.kl)} latents are collapsed "
@@ -525,6 +540,18 @@ def _reconstructions(page: _Page, run: _Run) -> None:
     path = write_reconstructions(run.model, data_batch(run.data, idx),
                                  run.files / "reconstructions.png")
     page.add("reconstructions", _img(path, "top: originals, bottom: reconstructions"))
+
+
+def _samples(page: _Page, run: _Run) -> None:
+    """Samples: a diffusion model's sampler (its config's small step budget), or decoded prior
+    draws (:mod:`disentkit.viz.samples`)."""
+    from disentkit.viz.samples import describe, write_samples
+
+    if run.model is None:
+        raise ValueError("needs the trained model")
+    num = 2 * run.opts.num_images
+    path = write_samples(run.model, run.files / "samples.png", num=num, seed=run.opts.seed)
+    page.add("samples", _img(path, f"{num} samples: {describe(run.model)}, seed {run.opts.seed}"))
 
 
 def _curves(page: _Page, run: _Run) -> None:
