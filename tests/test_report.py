@@ -303,6 +303,7 @@ class _Collapse(torch.nn.Module):
 
 def test_report_headline_and_collapsed_latents(trained_run: Path, tmp_path: Path, monkeypatch) -> None:
     import disentkit.api
+    import disentkit.run_loading
     from disentkit.evaluation import merge_results
 
     real_load = disentkit.api.load_run
@@ -312,7 +313,7 @@ def test_report_headline_and_collapsed_latents(trained_run: Path, tmp_path: Path
         run.model.encoder = _Collapse(run.model.encoder, 1)
         return run
 
-    monkeypatch.setattr(disentkit.api, "load_run", load_collapsed)
+    monkeypatch.setattr(disentkit.run_loading, "load_run", load_collapsed)
     names = real_load(trained_run).data().factor_names
     mi = np.full((3, len(names)), 0.05)
     mi[1, 0], mi[2, 0] = 0.6, 0.2  # the collapsed z1 "captures" factor 0: histogram noise

@@ -284,7 +284,7 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _load(page: _Page, run: _Run) -> None:
     """The model and data, the per-latent KL (collapsed latents) and the MI matrix."""
-    from disentkit.api import load_run
+    from disentkit.run_loading import load_run
 
     def model() -> None:
         loaded = load_run(run.path, device=run.opts.device)
