@@ -30,6 +30,7 @@ HEADLINE = {
     "mig": "discrete_mig",
     "sap": "SAP_score",
     "dci": "disentanglement",
+    "dci_fast": "disentanglement",
     "modularity_explicitness": "modularity_score",
     "irs": "IRS",
     "unsupervised": "gaussian_total_correlation",
@@ -90,10 +91,10 @@ def evaluate_run(
     the run, dataset, representation, every metric's result, the parameters and protocol
     (``config``), library versions and timings.
     """
-    from disentkit.api import load_run
     from disentkit.config import ConfigError
     from disentkit.metrics import evaluate, evaluate_attributes, representation_from_model
     from disentkit.metrics.suite import FDAE_METRICS, protocol_arguments
+    from disentkit.run_loading import load_run
 
     if representation not in ("mean", "sampled"):
         raise ValueError(f"representation must be 'mean' or 'sampled', got {representation!r}")
