@@ -2,16 +2,17 @@
 
 Float kernels differ between CPUs (AVX-512, AVX2 and SSE4.1 code paths, thread counts), so a
 training trajectory is not reproducible across machines, only its outcome. The set-up is chosen
-so that the outcome has a wide margin on every kernel path: beta-TCVAE (Chen et al. 2018,
+so that the outcome has a wide margin, not a lucky trajectory: beta-TCVAE (Chen et al. 2018,
 beta 6, the quickstart's objective) leaves the early "mean image" plateau within a few hundred
 steps and then separates posX and posY. A plain VAE does not: on this data it sometimes stays on
 that plateau for the whole run, and when it leaves it its MIG is a few hundredths above a random
 encoder's, so which side of a threshold it lands on is decided by rounding.
 
-Measured (benchmarks/results/learning_isa.md, over seeds and ATEN_CPU_CAPABILITY x thread
-settings): trained MIG 0.28-0.41 against at most 0.03 for the same network untrained; the posX
-and posY gaps at least 0.5; both positions linearly decodable (R^2 > 0.98). The thresholds below
-sit at about half of the worst measured value. About 20 s on a quiet CPU core.
+Measured (benchmarks/results/learning_isa.md: SSE4.1 and AVX2 kernels x 1 and 2 threads, and
+six seeds; that CPU had no AVX-512): trained MIG 0.27-0.41 against at most 0.034 for the same
+network untrained, posX and posY gaps at least 0.51, both positions linearly decodable (R^2 at
+least 0.97). The thresholds below are one half to two thirds of the worst measured value. About
+40 s of CPU time (AVX2).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 
 from disentkit.config import from_dict
 from disentkit.metrics.mig import mig_from_codes
+from disentkit.models.base import DataFacts
 from disentkit.registry import DATASETS, MODELS
 
 pytestmark = pytest.mark.learning
@@ -78,8 +80,8 @@ def test_betatcvae_separates_the_positions_on_sprites() -> None:
                                               "positions": 8}))
     cls = MODELS.get("betatcvae")
     torch.manual_seed(0)
-    model = cls(from_dict(cls.Config, {"latent_dim": 10, "beta": 6.0, "estimator": "mws",
-                                       "dataset_size": len(data)}), (1, 32, 32))
+    model = cls(from_dict(cls.Config, {"latent_dim": 10, "beta": 6.0, "estimator": "mws"}),
+                DataFacts.of(data))
     model.eval()
     baseline = mig_from_codes(*_codes(model, data))["discrete_mig"]
 
