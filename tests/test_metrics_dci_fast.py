@@ -78,19 +78,21 @@ def test_agrees_with_reference_dci_on_a_synthetic_code():
     fast = dci_fast_from_codes(z_tr, f_tr, z_te, f_te, hgb_seed=0, n_jobs=1)
     assert 0.2 < ref["disentanglement"] < 0.8  # a case where agreement is informative
     for key in ("disentanglement", "completeness", "informativeness_test"):
-        assert fast[key] == pytest.approx(ref[key], abs=0.06), key
+        assert fast[key] == pytest.approx(ref[key], abs=0.04), key
     # the same code drives each factor in both importance matrices
     assert np.array_equal(np.argmax(fast["importance_matrix"], 0),
                           np.argmax(ref["importance_matrix"], 0))
-    assert np.abs(fast["importance_matrix"] - ref["importance_matrix"]).max() < 0.15
+    assert np.abs(fast["importance_matrix"] - ref["importance_matrix"]).max() < 0.08
 
 
 def test_deterministic_with_a_seed_and_any_n_jobs():
     sizes = (3, 4, 5)
     f_tr, f_te = _factors(400, sizes, 5), _factors(200, sizes, 6)
     z_tr, z_te = _mixed_codes(f_tr, 7), _mixed_codes(f_te, 8)
+    state = np.random.get_state()[1].copy()
     a = dci_fast_from_codes(z_tr, f_tr, z_te, f_te, hgb_seed=3, n_jobs=1)
     b = dci_fast_from_codes(z_tr, f_tr, z_te, f_te, hgb_seed=3, n_jobs=2)
+    assert np.array_equal(np.random.get_state()[1], state)  # numpy's global generator untouched
     assert np.array_equal(a["importance_matrix"], b["importance_matrix"])
     assert a["disentanglement"] == b["disentanglement"]
     assert a["informativeness_test"] == b["informativeness_test"]
