@@ -1,0 +1,135 @@
+"""DiTi's evaluation protocols on synthetic codes: the trained linear attribute probe (CelebA AP),
+the LFW-style regression probe, and ProbMask (sparse classifier + editing direction)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from disentkit.errors import ConfigError
+from disentkit.metrics.attribute_probe import linear_probe_ap, linear_probe_regression
+from disentkit.metrics.probmask import (
+    edit_codes,
+    edit_direction,
+    keep_rate,
+    project_scores,
+    temperature,
+    train_probmask_classifier,
+)
+
+
+def _attribute_codes(n: int, seed: int, perfect: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """4 binary ±1 attributes; perfect codes hold them (plus noise dims), random ones do not."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice([-1, 1], size=(n, 4))
+    noise = rng.normal(size=(n, 8))
+    codes = np.concatenate([labels + 0.1 * rng.normal(size=(n, 4)), noise], axis=1) if perfect else noise
+    return codes.astype(np.float32), labels
+
+
+def _ap(perfect: bool, **kwargs):
+    tr, va, te = (_attribute_codes(n, s, perfect) for n, s in ((384, 0), (96, 1), (96, 2)))
+    return linear_probe_ap(*tr, *va, *te, **{"batch_size": 32, **kwargs})
+
+
+def test_linear_probe_ap_perfect_codes_give_ap_one_random_codes_chance() -> None:
+    # 384 rows are 12 batches of 32: a larger step lets 180 Adam steps converge
+    perfect, random = _ap(True, lr=1e-2), _ap(False, lr=1e-2)
+    assert perfect["mean_ap"] > 0.99
+    assert len(perfect["ap_per_attribute"]) == 4 and min(perfect["ap_per_attribute"]) > 0.98
+    assert 0.3 < random["mean_ap"] < 0.7  # prevalence 1/2: chance AP is about 0.5
+    # the reported epoch is the one with the best validation AP, and its test AP is reported
+    assert perfect["best_epoch"] == int(np.argmax(perfect["valid_mean_ap_per_epoch"]))
+    assert perfect["mean_ap"] == perfect["test_mean_ap_per_epoch"][perfect["best_epoch"]]
+    assert len(perfect["valid_mean_ap_per_epoch"]) == 15
+
+
+def test_linear_probe_ap_is_seeded_and_leaves_the_global_generator_alone() -> None:
+    state = torch.get_rng_state()
+    a, b = _ap(False, seed=3, epochs=2), _ap(False, seed=3, epochs=2)
+    assert torch.equal(state, torch.get_rng_state())
+    assert a["mean_ap"] == b["mean_ap"]
+    assert _ap(False, seed=4, epochs=2)["mean_ap"] != a["mean_ap"]
+
+
+def test_flip_augmentation_mixes_in_the_mirror_codes() -> None:
+    """Mirror codes that carry the opposite labels must hurt, so the probe does read them."""
+    (x, y), va, te = (_attribute_codes(n, s) for n, s in ((384, 0), (96, 1), (96, 2)))
+    plain = linear_probe_ap(x, y, *va, *te, epochs=3, lr=3e-2, batch_size=32)
+    flipped = x.copy()
+    flipped[:, :4] *= -1
+    mixed = linear_probe_ap(x, y, *va, *te, codes_train_flipped=flipped, epochs=3, lr=3e-2, batch_size=32)
+    assert plain["mean_ap"] > 0.95 and mixed["mean_ap"] < plain["mean_ap"] - 0.1
+    same = linear_probe_ap(x, y, *va, *te, codes_train_flipped=x, epochs=3, lr=3e-2, batch_size=32)
+    assert abs(same["mean_ap"] - plain["mean_ap"]) < 0.02
+
+
+def test_linear_probe_ap_refuses_mismatched_rows_in_one_line() -> None:
+    (x, y), va, te = (_attribute_codes(n, s) for n, s in ((16, 0), (8, 1), (8, 2)))
+    with pytest.raises(ConfigError, match=r"same N"):
+        linear_probe_ap(x, y[:10], *va, *te)
+
+
+def _regression_codes(n: int, seed: int, perfect: bool) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    codes = rng.normal(size=(n, 6)).astype(np.float32)
+    weights = np.random.default_rng(99).normal(size=(6, 5))  # the same map on every split
+    targets = codes @ weights if perfect else rng.normal(size=(n, 5))
+    return codes, targets
+
+
+def test_linear_probe_regression_perfect_codes_give_r_one() -> None:
+    train, test = _regression_codes(512, 0, True), _regression_codes(128, 1, True)
+    result = linear_probe_regression(*train, *test, epochs=15, lr=3e-2, batch_size=32)
+    assert result["mean_pearson_r"] > 0.99
+    assert result["mean_mse"] < 0.02 * test[1].var(axis=0).mean()
+    assert result["select_on"] == "valid" and result["num_valid"] == 51 and result["num_train"] == 461
+    assert result["best_epoch"] == int(np.argmax(result["valid_mean_pearson_r_per_epoch"]))
+    noise = linear_probe_regression(*_regression_codes(512, 0, False), *_regression_codes(128, 1, False))
+    assert abs(noise["mean_pearson_r"]) < 0.2
+
+
+def test_linear_probe_regression_reference_mode_picks_the_epoch_on_test() -> None:
+    train, test = _regression_codes(256, 0, False), _regression_codes(64, 1, False)
+    ref = linear_probe_regression(*train, *test, select_on="test", epochs=6)
+    per_epoch = ref["test_mean_pearson_r_per_epoch"]
+    assert ref["best_epoch"] == int(np.argmax(per_epoch)) and ref["mean_pearson_r"] == max(per_epoch)
+    assert len(ref["test_mean_mse_per_epoch"]) == 6 and "num_valid" not in ref
+    # NaN target rows (LFW images without scores) are left out, not scored as zeros
+    codes, targets = test
+    targets = targets.copy()
+    targets[:4] = np.nan
+    assert linear_probe_regression(*train, codes, targets, select_on="test", epochs=1)["num_test"] == 60
+    with pytest.raises(ConfigError, match=r"select_on must be 'valid' or 'test'"):
+        linear_probe_regression(*train, *test, select_on="train")
+
+
+def test_probmask_schedules_follow_the_reference_formulas() -> None:
+    assert temperature(0, 100) == pytest.approx(1.0)
+    assert temperature(100, 100) == pytest.approx(1 / 0.03)
+    assert keep_rate(9, 100, 16 / 512) == 1.0
+    assert keep_rate(10, 100, 0.25) == pytest.approx(1.0)
+    assert keep_rate(25, 100, 0.25) == pytest.approx(0.25 + 0.75 * 0.5**3)
+    assert keep_rate(40, 100, 0.25) == 0.25 and keep_rate(99, 100, 0.25) == 0.25
+    scores = torch.linspace(0.0, 1.0, 64)
+    projected = project_scores(scores, 10.0)
+    assert abs(float(projected.sum()) - 10.0) < 1e-2 and projected.min() >= 0
+    assert torch.equal(project_scores(torch.full((8,), 0.1), 4.0), torch.full((8,), 0.1))
+
+
+def test_probmask_finds_the_attribute_dimension_and_edits_along_it() -> None:
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(512, 32)).astype(np.float32) * 3 + 1
+    labels = (codes[:, 5] > 1).astype(np.int64)  # the attribute lives in dimension 5 only
+    out = train_probmask_classifier(codes, labels, keep=4, epochs=10, batch_size=16, lr=3e-2, seed=0)
+    assert out["mask"][5] == 1 and 2 <= int(out["mask"].sum()) <= 7
+    assert abs(out["mask_sums"][-1] - 4) < 0.1  # scores projected to keep-rate 4/32
+    direction = edit_direction(out["weight"], out["mask"])
+    assert int(torch.argmax(direction.abs())) == 5 and (direction[out["mask"] == 0] == 0).all()
+    z = torch.as_tensor(codes[:4])
+    edited = edit_codes(z, out["mean"], out["std"], direction, 0.3)
+    step = (edited - z) / out["std"]  # in standardised units: 0.3 * sqrt(32) along the direction
+    assert torch.allclose(step, 0.3 * 32**0.5 * direction.expand_as(step), atol=1e-4)
+    with pytest.raises(ConfigError, match=r"both values"):
+        train_probmask_classifier(codes, np.ones(512), keep=4)
