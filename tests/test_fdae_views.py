@@ -55,19 +55,19 @@ def test_default_specs():
     assert len(default_swap_specs(3, partial=True)) == 2 + 3 + 3
 
 
-def test_swapped_codes_take_selected_groups_from_the_target():
-    sources = torch.arange(8.0)[None].repeat(2, 1) + torch.tensor([[0.0], [100.0]])
-    targets = -1 - torch.arange(8.0)[None].repeat(3, 1) - torch.tensor([[0.0], [10.0], [20.0]])
-    cells = swapped_codes(sources, targets, parse_swap_spec("c2-m1", 2), GROUPS)
+def test_swapped_codes_take_selected_groups_from_the_source():
+    targets = torch.arange(8.0)[None].repeat(2, 1) + torch.tensor([[0.0], [100.0]])
+    sources = -1 - torch.arange(8.0)[None].repeat(3, 1) - torch.tensor([[0.0], [10.0], [20.0]])
+    cells = swapped_codes(targets, sources, parse_swap_spec("c2-m1", 2), GROUPS)
     assert cells.shape == (2, 3, 8)
-    for s in range(2):
-        for t in range(3):
-            from_target = [2, 3, 4, 5]  # content 2 and mask 1
+    for i in range(2):
+        for j in range(3):
+            from_source = [2, 3, 4, 5]  # content 2 and mask 1
             keep = [0, 1, 6, 7]
-            torch.testing.assert_close(cells[s, t, from_target], targets[t, from_target])
-            torch.testing.assert_close(cells[s, t, keep], sources[s, keep])
+            torch.testing.assert_close(cells[i, j, from_source], sources[j, from_source])
+            torch.testing.assert_close(cells[i, j, keep], targets[i, keep])
     # the inputs are untouched
-    assert sources[0, 2] == 2.0 and targets[0, 2] == -3.0
+    assert targets[0, 2] == 2.0 and sources[0, 2] == -3.0
 
 
 def test_swap_grid_tiles_layout():
@@ -79,9 +79,11 @@ def test_swap_grid_tiles_layout():
     tiles = swap_grid_tiles(sources, targets, cells)
     assert tiles.shape == (3, 3, 4, 4, 3)
     assert (tiles[0, 0] == 255).all()
-    assert (tiles[0, 1:, ..., 2] == 255).all() and (tiles[0, 1:, ..., 0] == 0).all()  # first row: targets
-    assert (tiles[1:, 0, ..., 0] == 255).all() and (tiles[1:, 0, ..., 2] == 0).all()  # first column: sources
+    assert (tiles[0, 1:, ..., 0] == 255).all() and (tiles[0, 1:, ..., 2] == 0).all()  # row 0: sources
+    assert (tiles[1:, 0, ..., 2] == 255).all() and (tiles[1:, 0, ..., 0] == 0).all()  # column 0: targets
     assert (tiles[1:, 1:] == 128).all()
+    with pytest.raises(ValueError, match="do not match"):
+        swap_grid_tiles(sources[:1], targets, cells)
 
 
 class _FakeFDAE(torch.nn.Module):
@@ -94,6 +96,7 @@ class _FakeFDAE(torch.nn.Module):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.ones(1))
         self.noises: list[torch.Tensor] = []
+        self.codes: list[torch.Tensor] = []
 
     def code_groups(self):
         return GROUPS
@@ -104,6 +107,7 @@ class _FakeFDAE(torch.nn.Module):
 
     def decode(self, codes, noise=None, steps=None, generator=None, sampler="heun"):
         self.noises.append(noise.clone())
+        self.codes.append(codes.clone())
         red = codes[:, :4].mean(1)  # content codes -> red channel
         blue = codes[:, 4:].mean(1)  # mask codes -> blue channel
         img = torch.zeros(codes.shape[0], 3, 4, 4)
@@ -125,6 +129,13 @@ def test_fdae_swap_grids_with_a_fake_model():
     # one noise image for every cell of a grid
     noise = model.noises[0]
     assert noise.shape == (4, 3, 4, 4) and torch.equal(noise, noise[:1].expand_as(noise))
+    # cell (i, j) = target i's codes with both content codes of source j
+    src, tgt = model.encode(sources), model.encode(targets)
+    decoded = model.codes[0].reshape(2, 2, 8)
+    for i in range(2):
+        for j in range(2):
+            torch.testing.assert_close(decoded[i, j, :4], src[j, :4])
+            torch.testing.assert_close(decoded[i, j, 4:], tgt[i, 4:])
     one = fdae_swap_grids(model, sources, targets, spec="c1,2-m0", generator=torch.Generator().manual_seed(0))
     assert list(one) == ["c1,2-m0"]
     np.testing.assert_array_equal(one["c1,2-m0"], grids["c1,2-m0"])

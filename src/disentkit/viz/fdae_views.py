@@ -8,24 +8,29 @@ of dimensions each, as listed by the model's ``code_groups()``.
 
 Swap specs follow ``image_sample.sh``'s ``--factor_dim``: ``c1,2-m0`` = content codes 1 and 2,
 no mask code; ``c0-m1,2`` = mask codes 1 and 2; concepts are numbered from 1 and 0 means none.
-Cell (s, t) of a grid decodes source s's codes with the listed groups taken from target t
-(the reference's ``swap_info``: all codes of the source, the selected groups of the target).
-Every cell of a grid starts from the same noise, so the cells differ only by their codes.
+The grids follow ``disentkit swap``'s layout (:mod:`disentkit.viz.swaps`): row 0 shows the
+sources, column 0 the targets, and cell (i, j) decodes target i's codes with the listed groups
+taken from source j (the reference's ``swap_info`` keeps every code of one image and copies the
+selected groups from the other; it calls the receiving image the source). Every cell of a grid
+starts from the same noise, so the cells differ only by their codes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from disentkit.errors import ConfigError
-from disentkit.viz.images import label_grid, make_grid, to_uint8
+from disentkit.errors import ConfigError, UserError
+from disentkit.viz.images import data_batch, label_grid, make_grid, save_png, to_uint8
+from disentkit.viz.latents import sample_indices
 
 __all__ = [
+    "NoMasksError",
     "SwapSpec",
     "concept_layout",
     "decode_with_shared_noise",
@@ -33,6 +38,9 @@ __all__ = [
     "fdae_swap_grids",
     "mask_strip_image",
     "mask_strips",
+    "image_masks",
+    "write_masks",
+    "write_pca_traversals",
     "parse_swap_spec",
     "pca_direction",
     "pca_traversal_codes",
@@ -48,6 +56,14 @@ CONCEPT_COLOURS = np.array([
     [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40],
 ], dtype=np.uint8)
+
+
+class NoMasksError(UserError, TypeError):
+    """The run's model has no concept masks (``masks`` works on mask-based models such as FDAE)."""
+
+
+def _model_name(model: Any) -> str:
+    return str(getattr(model, "registry_name", type(model).__name__))[:40]
 
 
 # ---- swap specs ---------------------------------------------------------------------------------
@@ -130,28 +146,30 @@ def concept_layout(groups: Sequence[Sequence[int]]) -> tuple[list[list[int]], li
     return groups[:half], groups[half:]
 
 
-def swapped_codes(sources: torch.Tensor, targets: torch.Tensor, spec: SwapSpec,
+def swapped_codes(targets: torch.Tensor, sources: torch.Tensor, spec: SwapSpec,
                   groups: Sequence[Sequence[int]]) -> torch.Tensor:
-    """Codes (S, T, D): cell (s, t) = ``sources[s]`` with the spec's groups from ``targets[t]``."""
+    """Codes (T, S, D): cell (i, j) = ``targets[i]`` with the spec's groups from ``sources[j]``."""
     content, mask = concept_layout(groups)
     if max([*spec.content, *spec.mask], default=-1) >= len(content):
         raise ConfigError(f"swap spec {spec.text!r} names a concept this model does not have "
                           f"(it has {len(content)})")
-    cells = sources[:, None, :].expand(sources.shape[0], targets.shape[0], sources.shape[1]).clone()
+    cells = targets[:, None, :].expand(targets.shape[0], sources.shape[0], targets.shape[1]).clone()
     dims = [d for n in spec.content for d in content[n]] + [d for n in spec.mask for d in mask[n]]
     index = torch.as_tensor(dims, dtype=torch.long)
-    cells[:, :, index] = targets[None, :, :].expand_as(cells)[:, :, index]
+    cells[:, :, index] = sources[None, :, :].expand_as(cells)[:, :, index]
     return cells
 
 
 def swap_grid_tiles(sources01: torch.Tensor, targets01: torch.Tensor,
                     cells01: torch.Tensor) -> np.ndarray:
-    """uint8 tiles (S + 1, T + 1, H, W, 3): the first row shows the targets, the first column
-    the sources, tile (s + 1, t + 1) = ``cells01[s, t]``; the corner stays white."""
-    s, t = cells01.shape[:2]
-    tiles = np.full((s + 1, t + 1, *to_uint8(cells01[0, 0]).shape), 255, np.uint8)
-    tiles[0, 1:] = to_uint8(targets01)
-    tiles[1:, 0] = to_uint8(sources01)
+    """uint8 tiles (T + 1, S + 1, H, W, 3): row 0 shows the sources, column 0 the targets,
+    tile (i + 1, j + 1) = ``cells01[i, j]`` (T, S, C, H, W); the corner stays white."""
+    t, s = cells01.shape[:2]
+    if sources01.shape[0] != s or targets01.shape[0] != t:
+        raise ValueError(f"cells {tuple(cells01.shape[:2])} do not match {t} targets and {s} sources")
+    tiles = np.full((t + 1, s + 1, *to_uint8(cells01[0, 0]).shape), 255, np.uint8)
+    tiles[0, 1:] = to_uint8(sources01)
+    tiles[1:, 0] = to_uint8(targets01)
     tiles[1:, 1:] = to_uint8(cells01)
     return tiles
 
@@ -159,10 +177,10 @@ def swap_grid_tiles(sources01: torch.Tensor, targets01: torch.Tensor,
 def swap_grid_image(sources01: torch.Tensor, targets01: torch.Tensor, cells01: torch.Tensor,
                     title: str | None = None) -> np.ndarray:
     """:func:`swap_grid_tiles` as one labelled uint8 (H, W, 3) image."""
-    s, t = cells01.shape[:2]
+    t, s = cells01.shape[:2]
     tiles = swap_grid_tiles(sources01, targets01, cells01)
-    rows = ["target", *[f"source {i + 1}" for i in range(s)]]
-    cols = ["source", *[f"t{j + 1}" for j in range(t)]]
+    rows = ["sources", *[f"target {i + 1}" for i in range(t)]]
+    cols = ["targets", *[f"s{j + 1}" for j in range(s)]]
     return np.asarray(label_grid(make_grid(tiles), rows, cols, title=title))
 
 
@@ -183,13 +201,16 @@ def _shared_noise(model: torch.nn.Module, count: int, image_shape: Sequence[int]
 @torch.inference_mode()
 def decode_with_shared_noise(model: Any, codes: torch.Tensor, steps: int | None,
                              generator: torch.Generator | None, batch_size: int = 64) -> torch.Tensor:
-    """``model.decode`` of codes (..., D) from one shared noise image -> (..., C, H, W) in [0, 1]."""
+    """``model.decode`` of codes (..., D) from one shared noise image -> (..., C, H, W) in [0, 1]
+    (converted from the model's pixel range)."""
+    from disentkit.pixels import for_display
+
     lead, dim = codes.shape[:-1], codes.shape[-1]
     flat = codes.reshape(-1, dim).to(_model_device(model))
     shape = tuple(model.image_shape)
     noise = _shared_noise(model, flat.shape[0], shape, generator)
-    out = [model.decode(flat[i:i + batch_size], noise=noise[i:i + batch_size], steps=steps,
-                        generator=generator).float().cpu()
+    out = [for_display(model.decode(flat[i:i + batch_size], noise=noise[i:i + batch_size], steps=steps,
+                                    generator=generator).float().cpu(), model)
            for i in range(0, flat.shape[0], batch_size)]
     return torch.cat(out).clamp(0, 1).reshape(*lead, *shape)
 
@@ -198,7 +219,8 @@ def decode_with_shared_noise(model: Any, codes: torch.Tensor, steps: int | None,
 def fdae_swap_grids(model: Any, sources01: torch.Tensor, targets01: torch.Tensor, *,
                     spec: str | None = None, partial: bool = False, steps: int | None = None,
                     generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
-    """FDAE's ``swap_grids``: {spec text: uint8 (H, W, 3) grid} for K sources x K targets.
+    """FDAE's ``swap_grids``: {spec text: uint8 (H, W, 3) grid} of targets (rows) x sources
+    (columns), each cell a target's codes with the spec's groups from a source.
 
     ``spec`` (``"c1,2-m0"``) draws one grid; without it :func:`default_swap_specs` (``partial``:
     one more grid per single concept). ``steps``: sampler steps (default: the model's).
@@ -206,13 +228,14 @@ def fdae_swap_grids(model: Any, sources01: torch.Tensor, targets01: torch.Tensor
     groups = model.code_groups()
     num_concepts = len(groups) // 2
     specs = [parse_swap_spec(spec, num_concepts)] if spec else default_swap_specs(num_concepts, partial)
-    device = _model_device(model)
-    src = model.encode(sources01.to(device)).float()
-    tgt = model.encode(targets01.to(device)).float()
+    from disentkit.viz.latents import encode_batched
+
+    src = encode_batched(model, sources01.float().cpu())
+    tgt = encode_batched(model, targets01.float().cpu())
     grids = {}
     for one in specs:
-        cells = decode_with_shared_noise(model, swapped_codes(src, tgt, one, groups), steps, generator)
-        title = f"{one.text}: source codes, {_swap_words(one)} from the target"
+        cells = decode_with_shared_noise(model, swapped_codes(tgt, src, one, groups), steps, generator)
+        title = f"{one.text}: each target with {_swap_words(one)} of the source above"
         grids[one.text] = swap_grid_image(sources01.cpu(), targets01.cpu(), cells, title)
     return grids
 
@@ -304,3 +327,85 @@ def traversal_image(images01: torch.Tensor, title: str | None = None,
     """Decoded traversals (B, S, C, H, W) in [0, 1] as one labelled uint8 grid."""
     tiles = to_uint8(images01)
     return np.asarray(label_grid(make_grid(tiles), row_names, col_names, title=title))
+
+
+def image_masks(model: Any, images01: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """(B, N, H, W) concept masks of [0, 1] images (CPU float): ``masks_from_codes`` of the mask
+    codes ``content_and_mask_codes`` gives; a model without them raises :class:`NoMasksError`."""
+    if not (callable(getattr(model, "content_and_mask_codes", None))
+            and callable(getattr(model, "masks_from_codes", None))):
+        raise NoMasksError(f"model '{_model_name(model)}' has no concept masks; disentkit masks "
+                           "needs a mask-based run such as fdae")
+    from disentkit.pixels import for_model
+
+    device = _model_device(model)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, images01.shape[0], batch_size):
+            x = for_model(images01[i:i + batch_size].to(device), model)
+            _, mask_codes = model.content_and_mask_codes(x)
+            out.append(model.masks_from_codes(mask_codes).float().cpu())
+    return torch.cat(out)
+
+
+def _pick_indices(data: Any, num: int, indices: Sequence[int] | None, seed: int) -> np.ndarray:
+    if indices is None:
+        return sample_indices(len(data), num, seed)
+    chosen = np.asarray(list(indices), dtype=np.int64)
+    if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= len(data):
+        raise ConfigError(f"image indices must lie in 0..{len(data) - 1} for this dataset, got "
+                          f"{', '.join(str(i) for i in chosen[:5])}{' ...' if chosen.size > 5 else ''}")
+    return chosen
+
+
+def write_masks(model: Any, data: Any, out: str | Path, num: int = 8,
+                indices: Sequence[int] | None = None, seed: int = 0) -> tuple[Path, int, int]:
+    """Write the mask strips of ``num`` dataset images (or ``indices``) to ``out`` (PNG);
+    returns (path, images, concepts)."""
+    chosen = _pick_indices(data, num, indices, seed)
+    images = data_batch(data, chosen)
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        masks = image_masks(model, images)
+    finally:
+        model.train(was_training)
+    names = [f"#{i}" for i in chosen]
+    title = f"{masks.shape[1]} concept masks per image (white = 1; each pixel sums to 1)"
+    path = save_png(mask_strip_image(images, masks, names, title), Path(out))
+    return path, len(chosen), int(masks.shape[1])
+
+
+def write_pca_traversals(model: Any, data: Any, out_dir: str | Path, *, concepts: Sequence[int] | None = None,
+                         num_seeds: int = 3, steps: int = 7, fit_points: int = 256, seed: int = 0,
+                         sampler_steps: int | None = None) -> list[Path]:
+    """One PNG per content concept in ``out_dir``: ``num_seeds`` images (rows) whose content code
+    moves along its first PCA direction (fitted on ``fit_points`` dataset images) through
+    ``steps`` values spanning the 5-95 % quantiles of the PCA scores (columns), decoded from one
+    shared noise image (paper Fig. 6). ``concepts``: 0-based content concepts (default all)."""
+    from disentkit.viz.latents import encode_batched
+
+    content, _ = concept_layout(model.code_groups())
+    chosen = list(range(len(content))) if concepts is None else list(concepts)
+    fit = data_batch(data, sample_indices(len(data), fit_points, seed))
+    seeds = data_batch(data, sample_indices(len(data), num_seeds, seed + 1))
+    was_training = getattr(model, "training", False)
+    model.eval()
+    paths = []
+    try:
+        fit_codes = encode_batched(model, fit)
+        seed_codes = encode_batched(model, seeds)
+        for n in chosen:
+            dims = content[n]
+            _, direction, scores = pca_direction(fit_codes[:, dims])
+            values = traversal_values(scores, steps)
+            codes = pca_traversal_codes(seed_codes, dims, direction, values)
+            generator = torch.Generator().manual_seed(seed)
+            images = decode_with_shared_noise(model, codes, sampler_steps, generator)
+            grid = traversal_image(images, f"content code {n + 1} along its first PCA direction",
+                                   [f"seed {i + 1}" for i in range(len(seed_codes))],
+                                   [f"{v:+.2f}" for v in values.tolist()])
+            paths.append(save_png(grid, Path(out_dir) / f"pca_content{n + 1}.png"))
+    finally:
+        model.train(was_training)
+    return paths
