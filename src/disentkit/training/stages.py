@@ -132,8 +132,12 @@ def _top_modules(keys: Any) -> list[str]:
 
 
 def _under(keys: Any, prefix: str) -> dict[str, str]:
-    """``{suffix: key}`` of the keys inside module ``prefix``."""
-    return {k[len(prefix) + 1:]: k for k in keys if k.startswith(prefix + ".")}
+    """``{suffix: key}`` of the keys inside module ``prefix``; a name that is itself a weight (a
+    model's own buffer, e.g. ldm's ``scale_factor``) maps as ``{"": name}``."""
+    found = {k[len(prefix) + 1:]: k for k in keys if k.startswith(prefix + ".")}
+    if prefix in keys:
+        found[""] = prefix
+    return found
 
 
 def select_weights(
