@@ -57,7 +57,9 @@ def ddim_grid(schedule: DiscreteSchedule, steps: int, spacing: str = "pdae",
         return _grid(schedule, times)
     skip = T // int(steps)
     if spacing == "ldm":
-        return _grid(schedule, [0] + [t + 1 for t in range(0, T, skip)])
+        # when S does not divide T the reference's last time (T - 1) + 1 = T lies off the
+        # schedule (an index error there); it is dropped here
+        return _grid(schedule, [0] + [t + 1 for t in range(0, T, skip) if t + 1 < T])
     seq = list(range(0, T, skip))
     if direction == "sample":
         return _grid(schedule, seq, first=1.0)
