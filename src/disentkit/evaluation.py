@@ -23,23 +23,16 @@ class UnscorableDataError(UserError, ValueError):
     """The run's dataset has neither ground-truth factors nor attribute labels, so no metric
     can score it (a property of the data, not a failure of the run)."""
 
-#: the headline number of each metric's result dict, for tables
-HEADLINE = {
-    "beta_vae": "eval_accuracy",
-    "factor_vae": "eval_accuracy",
-    "mig": "discrete_mig",
-    "sap": "SAP_score",
-    "dci": "disentanglement",
-    "dci_fast": "disentanglement",
-    "modularity_explicitness": "modularity_score",
-    "irs": "IRS",
-    "unsupervised": "gaussian_total_correlation",
-    "mfvm": "mfvm_mean",
-    "mfvm_dlib": "mfvm_mean",
-    "tad": "tad",
-    "attribute_probe_ap": "mean_ap",
-    "attribute_regression": "mean_pearson_r",
-}
+
+def __getattr__(name: str) -> Any:
+    """``HEADLINE``: ``{metric: the headline key of its result dict}`` for tables, a view of each
+    metric's declaration (``headline=`` of :func:`disentkit.metrics.declare.declare_metric`);
+    made on first use so that importing this module does not import the metric suite."""
+    if name == "HEADLINE":
+        from disentkit.metrics.declare import HeadlineView
+
+        return HeadlineView()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _json_safe(value: Any) -> Any:
@@ -166,11 +159,13 @@ def resolve_protocol(model: Any, eval_config: Any, protocol: str | None,
 
 def headline_scores(results: dict[str, Any]) -> dict[str, float]:
     """{metric: headline score} from a results.json payload."""
-    scores = {}
+    from disentkit.metrics.declare import headline_keys
+
+    headline, scores = headline_keys(), {}
     for name, values in results.get("metrics", {}).items():
         if not isinstance(values, dict):
             continue
-        key = HEADLINE.get(name)
+        key = headline.get(name)
         if key in values:
             scores[name] = float(values[key])
         elif name == "dci":

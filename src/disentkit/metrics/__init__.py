@@ -23,6 +23,7 @@ from disentkit.metrics.attributes import (
 )
 from disentkit.metrics.beta_vae import beta_vae, beta_vae_features, beta_vae_from_features
 from disentkit.metrics.dci import dci, dci_from_codes, dci_from_importance
+from disentkit.metrics.declare import MetricDeclaration, declaration, declarations, declare_metric
 from disentkit.metrics.factor_vae import factor_vae, factor_vae_from_codes, factor_vae_votes
 from disentkit.metrics.grid import GridCodes, IndexedGrid, check_deterministic_observations
 from disentkit.metrics.groups import GroupReducer, kmeans_discretize_groups, reduce_groups
@@ -43,6 +44,7 @@ from disentkit.metrics.sampling import (
 from disentkit.metrics.sap import sap, sap_from_codes
 from disentkit.metrics.suite import (
     DEFAULT_METRICS,
+    FDAE_METRICS,
     PRESETS,
     evaluate,
     library_versions,
@@ -58,7 +60,8 @@ from disentkit.metrics.utils import (
 
 __all__ = [
     "ATTRIBUTE_METRICS", "ATTRIBUTE_PRESETS", "attribute_split", "evaluate_attributes",
-    "factor_vae_from_codes", "DEFAULT_METRICS", "PRESETS", "BatchEncoder", "CodeCache", "GridCodes",
+    "factor_vae_from_codes", "DEFAULT_METRICS", "FDAE_METRICS", "MetricDeclaration", "PRESETS",
+    "declaration", "declarations", "declare_metric", "BatchEncoder", "CodeCache", "GridCodes",
     "GroupReducer",
     "IndexedGrid", "check_deterministic_observations", "planned_observations",
     "attribute_probe_ap", "attribute_regression", "auroc_matrix", "beta_vae",

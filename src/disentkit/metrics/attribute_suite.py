@@ -38,6 +38,7 @@ import numpy as np
 from disentkit.data.base import unit_float
 from disentkit.errors import ConfigError
 from disentkit.metrics.attributes import attribute_probe_ap, attribute_regression, tad_protocol
+from disentkit.metrics.declare import PresetView
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, encode_observations
 from disentkit.progress import duration, say
 
@@ -49,20 +50,8 @@ ATTRIBUTE_METRICS = ("tad", "attribute_probe_ap", "attribute_regression")
 #: size of the aligned CelebA set and of its official test partition (``list_eval_partition.txt``)
 CELEBA_SIZE, CELEBA_TEST = 202599, 19962
 
-ATTRIBUTE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "study": {
-        "tad": {"num_points": 10000, "n_splits": 5, "auroc_threshold": 0.75,
-                "entropy_reduction_threshold": 0.2},
-        "attribute_probe_ap": {"num_train": None, "num_test": None, "C": 1.0, "max_iter": 1000},
-        "attribute_regression": {"num_train": None, "num_test": None, "alpha": 0.0},
-    },
-    "fast": {
-        "tad": {"num_points": 2000, "n_splits": 5, "auroc_threshold": 0.75,
-                "entropy_reduction_threshold": 0.2},
-        "attribute_probe_ap": {"num_train": 2000, "num_test": 1000, "C": 1.0, "max_iter": 1000},
-        "attribute_regression": {"num_train": 2000, "num_test": 1000, "alpha": 0.0},
-    },
-}
+#: {preset: {metric: parameters}}, read from each metric's declaration in ``attributes.py``
+ATTRIBUTE_PRESETS = PresetView("attributes")
 
 
 def attribute_split(

@@ -39,6 +39,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import KFold
 
+from disentkit.metrics.declare import declare_metric
+
 __all__ = ["attribute_probe_ap", "attribute_regression", "auroc_matrix", "tad", "tad_protocol"]
 
 
@@ -110,6 +112,14 @@ def tad(
     }
 
 
+# attribute metrics are scored by evaluate_attributes (split sizes per preset), not METRICS
+@declare_metric(
+    "tad", headline="tad", order=100, kind="attributes",
+    presets={"study": {"num_points": 10000, "n_splits": 5, "auroc_threshold": 0.75,
+                       "entropy_reduction_threshold": 0.2},
+             "fast": {"num_points": 2000, "n_splits": 5, "auroc_threshold": 0.75,
+                      "entropy_reduction_threshold": 0.2}},
+)
 def tad_protocol(
     codes: np.ndarray,
     attributes: np.ndarray,
@@ -142,6 +152,11 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     return (train - mean) / std, (test - mean) / std
 
 
+@declare_metric(
+    "attribute_probe_ap", headline="mean_ap", order=110, kind="attributes",
+    presets={"study": {"num_train": None, "num_test": None, "C": 1.0, "max_iter": 1000},
+             "fast": {"num_train": 2000, "num_test": 1000, "C": 1.0, "max_iter": 1000}},
+)
 def attribute_probe_ap(
     codes_train: np.ndarray,
     attributes_train: np.ndarray,
@@ -164,6 +179,11 @@ def attribute_probe_ap(
     return {"mean_ap": float(np.nanmean(aps)), "ap_per_attribute": aps}
 
 
+@declare_metric(
+    "attribute_regression", headline="mean_pearson_r", order=120, kind="attributes",
+    presets={"study": {"num_train": None, "num_test": None, "alpha": 0.0},
+             "fast": {"num_train": 2000, "num_test": 1000, "alpha": 0.0}},
+)
 def attribute_regression(
     codes_train: np.ndarray,
     targets_train: np.ndarray,

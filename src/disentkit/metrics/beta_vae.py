@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from disentkit.metrics.declare import declare_metric
 from disentkit.metrics.grid import IndexedGrid
 from disentkit.metrics.sampling import (
     DEFAULT_ENCODE_BATCH,
@@ -29,7 +30,6 @@ from disentkit.metrics.sampling import (
     RepresentationFunction,
     encode_observations,
 )
-from disentkit.registry import METRICS
 
 __all__ = ["beta_vae", "beta_vae_features", "beta_vae_from_features"]
 
@@ -92,7 +92,16 @@ def beta_vae_from_features(
     }
 
 
-@METRICS.register("beta_vae")
+def _planned(p: dict[str, Any], num_factors: int) -> int:
+    """Observations encoded: two images per vote, ``batch_size`` votes per point."""
+    return 2 * p.get("batch_size", 64) * (p.get("num_train", 10000) + p.get("num_eval", 5000))
+
+
+@declare_metric(
+    "beta_vae", headline="eval_accuracy", order=10, planned=_planned,
+    presets={"study": {"batch_size": 64, "num_train": 10000, "num_eval": 5000},
+             "fast": {"batch_size": 64, "num_train": 1000, "num_eval": 500}},
+)
 def beta_vae(
     ground_truth_data: Any,
     representation_function: RepresentationFunction,

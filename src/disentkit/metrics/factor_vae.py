@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from disentkit.metrics.declare import declare_metric
 from disentkit.metrics.grid import IndexedGrid
 from disentkit.metrics.sampling import (
     DEFAULT_ENCODE_BATCH,
@@ -28,7 +29,6 @@ from disentkit.metrics.sampling import (
     RepresentationFunction,
     encode_observations,
 )
-from disentkit.registry import METRICS
 
 __all__ = ["accuracies_from_votes", "compute_variances", "factor_vae", "factor_vae_from_codes",
            "factor_vae_votes", "prune_dims", "votes_from_codes"]
@@ -182,7 +182,20 @@ def factor_vae_from_codes(
     return _scores(train_votes, eval_votes, active_dims, fix_num_active_dims)
 
 
-@METRICS.register("factor_vae")
+def _planned(p: dict[str, Any], num_factors: int) -> int:
+    """Observations encoded: the variance sample, then ``batch_size`` images per vote."""
+    return p.get("num_variance_estimate", 10000) + p.get("batch_size", 64) * (
+        p.get("num_train", 10000) + p.get("num_eval", 5000))
+
+
+# FDAE: the per-group reduction is fitted on this metric's own variance sample (fit_transform)
+@declare_metric(
+    "factor_vae", headline="eval_accuracy", order=20, planned=_planned, fdae="fit_transform",
+    presets={"study": {"batch_size": 64, "num_train": 10000, "num_eval": 5000,
+                       "num_variance_estimate": 10000, "prune_threshold": 0.05},
+             "fast": {"batch_size": 64, "num_train": 1000, "num_eval": 500,
+                      "num_variance_estimate": 2000, "prune_threshold": 0.05}},
+)
 def factor_vae(
     ground_truth_data: Any,
     representation_function: RepresentationFunction,

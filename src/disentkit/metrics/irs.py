@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from disentkit.metrics.declare import declare_metric
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction, sample_codes
 from disentkit.metrics.utils import histogram_discretize
-from disentkit.registry import METRICS
 
 __all__ = ["irs", "irs_from_codes", "scalable_disentanglement_score"]
 
@@ -73,7 +73,11 @@ def irs_from_codes(
     return out
 
 
-@METRICS.register("irs")
+@declare_metric(
+    "irs", headline="IRS", order=70, shared_code=True, fdae="reduced",
+    presets={"study": {"num_train": 10000, "batch_size": 16, "diff_quantile": 0.99},
+             "fast": {"num_train": 2000, "batch_size": 16, "diff_quantile": 0.99}},
+)
 def irs(
     ground_truth_data: Any,
     representation_function: RepresentationFunction,

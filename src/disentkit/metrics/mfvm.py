@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from disentkit.metrics.declare import declare_metric
 from disentkit.metrics.sampling import (
     DEFAULT_ENCODE_BATCH,
     BatchEncoder,
     RepresentationFunction,
     encode_observations,
 )
-from disentkit.registry import METRICS
 
 __all__ = ["mfvm", "mfvm_dlib", "mfvm_votes", "mfvm_accuracy"]
 
@@ -130,7 +130,31 @@ def _global(ground_truth_data, representation_function, random_state, num_varian
     return variances, np.sqrt(variances) >= prune_threshold
 
 
-@METRICS.register("mfvm")
+def _num_ks(p: dict[str, Any], num_factors: int) -> int:
+    ks = p.get("num_fixed")
+    return len(list(ks)) if ks is not None else max(0, num_factors - 2)
+
+
+def _planned(p: dict[str, Any], num_factors: int) -> int:
+    """Observations encoded: the variance sample, then ``batch_size`` images per sample per k."""
+    return p.get("num_variance_estimate", 100) + _num_ks(p, num_factors) * p.get(
+        "batch_size", 100) * p.get("num_train", 800)
+
+
+def _planned_dlib(p: dict[str, Any], num_factors: int) -> int:
+    """As :func:`_planned`, with training and evaluation samples per k."""
+    return p.get("num_variance_estimate", 10000) + _num_ks(p, num_factors) * p.get(
+        "batch_size", 64) * (p.get("num_train", 10000) + p.get("num_eval", 5000))
+
+
+# CFASL's defaults (not a Locatello et al. study metric); not part of FDAE's protocol
+@declare_metric(
+    "mfvm", headline="mfvm_mean", order=90, planned=_planned,
+    presets={"study": {"batch_size": 100, "num_train": 800, "num_variance_estimate": 100,
+                       "prune_threshold": 0.06},
+             "fast": {"batch_size": 100, "num_train": 200, "num_variance_estimate": 100,
+                      "prune_threshold": 0.06}},
+)
 def mfvm(
     ground_truth_data: Any,
     representation_function: RepresentationFunction,
@@ -167,7 +191,13 @@ def mfvm(
     return out
 
 
-@METRICS.register("mfvm_dlib")
+@declare_metric(
+    "mfvm_dlib", headline="mfvm_mean", order=91, planned=_planned_dlib,
+    presets={"study": {"batch_size": 64, "num_train": 10000, "num_eval": 5000,
+                       "num_variance_estimate": 10000, "prune_threshold": 0.05},
+             "fast": {"batch_size": 64, "num_train": 1000, "num_eval": 500,
+                      "num_variance_estimate": 2000, "prune_threshold": 0.05}},
+)
 def mfvm_dlib(
     ground_truth_data: Any,
     representation_function: RepresentationFunction,

@@ -21,9 +21,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
+from disentkit.metrics.declare import declare_metric
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction, sample_draws
 from disentkit.metrics.utils import discrete_mutual_info, histogram_discretize
-from disentkit.registry import METRICS
 
 __all__ = ["explicitness_per_factor", "modularity", "modularity_explicitness",
            "modularity_explicitness_from_codes"]
@@ -97,7 +97,12 @@ def modularity_explicitness_from_codes(
     }
 
 
-@METRICS.register("modularity_explicitness")
+@declare_metric(
+    "modularity_explicitness", headline="modularity_score", order=60, shared_code=True,
+    fdae="reduced",
+    presets={"study": {"num_train": 10000, "num_test": 5000, "batch_size": 16, "num_bins": 20},
+             "fast": {"num_train": 2000, "num_test": 1000, "batch_size": 16, "num_bins": 20}},
+)
 def modularity_explicitness(
     ground_truth_data: Any,
     representation_function: RepresentationFunction,

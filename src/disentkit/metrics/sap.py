@@ -26,9 +26,9 @@ from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
+from disentkit.metrics.declare import declare_metric
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction, sample_draws
 from disentkit.metrics.utils import derived_seed
-from disentkit.registry import METRICS
 
 __all__ = ["sap", "sap_from_codes", "sap_score_matrix"]
 
@@ -114,7 +114,13 @@ def sap_from_codes(
     }
 
 
-@METRICS.register("sap")
+@declare_metric(
+    "sap", headline="SAP_score", order=40, shared_code=True, fdae="reduced", parallel=True,
+    presets={"study": {"num_train": 10000, "num_test": 5000, "batch_size": 16,
+                       "continuous_factors": False},
+             "fast": {"num_train": 2000, "num_test": 1000, "batch_size": 16,
+                      "continuous_factors": False}},
+)
 def sap(
     ground_truth_data: Any,
     representation_function: RepresentationFunction,

@@ -19,7 +19,6 @@ codes, see :mod:`disentkit.metrics.groups`).
 from __future__ import annotations
 
 import copy
-import importlib
 import platform
 import time
 from collections.abc import Sequence
@@ -27,13 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from disentkit.metrics.declare import NameView, PresetView, declaration, fdae_metrics
 from disentkit.metrics.grid import GridCacheTooLarge, GridCodes
-from disentkit.metrics.groups import (
-    GroupReducer,
-    contiguous_groups,
-    kmeans_discretize_groups,
-    normalize_groups,
-)
+from disentkit.metrics.groups import GroupReducer, contiguous_groups, normalize_groups
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, CodeCache, encode_observations
 from disentkit.progress import duration, say
 from disentkit.registry import METRICS
@@ -45,59 +40,18 @@ DEFAULT_METRICS = ("beta_vae", "factor_vae", "mig", "sap", "dci")
 
 PROTOCOLS = ("dlib", "disdiff", "fdae")
 
-#: metrics with an FDAE form: the shared-code ones score the per-group PCA codes, FactorVAE fits
-#: the reduction on its variance sample; BetaVAE (and the mFVM variants) are not in FDAE
-FDAE_METRICS = ("mig", "sap", "dci", "modularity_explicitness", "unsupervised", "irs", "factor_vae")
+#: metrics with an FDAE form (each declares its ``fdae`` form next to its definition): the
+#: shared-code ones score the per-group PCA codes, FactorVAE fits the reduction on its variance
+#: sample; BetaVAE (and the mFVM variants) are not in FDAE
+FDAE_METRICS = NameView(fdae_metrics)
 
 #: ``code_cache="auto"`` does not cache grids whose codes would need more memory than this.
 GRID_CACHE_MAX_BYTES = 2 * 2**30
 
-# (the package re-exports functions under the module names, so look the modules up by path)
-_SHARED = {
-    name: importlib.import_module(f"disentkit.metrics.{name}")
-    for name in ("mig", "sap", "dci", "dci_fast", "modularity_explicitness", "unsupervised", "irs")
-}
-mig_mod = _SHARED["mig"]
-
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "study": {
-        "beta_vae": {"batch_size": 64, "num_train": 10000, "num_eval": 5000},
-        "factor_vae": {"batch_size": 64, "num_train": 10000, "num_eval": 5000,
-                       "num_variance_estimate": 10000, "prune_threshold": 0.05},
-        "mig": {"num_train": 10000, "batch_size": 16, "num_bins": 20},
-        "sap": {"num_train": 10000, "num_test": 5000, "batch_size": 16,
-                "continuous_factors": False},
-        "dci": {"num_train": 10000, "num_test": 5000, "batch_size": 16},
-        # not a study metric: dci's draws, a faster approximate estimator (asked for by name)
-        "dci_fast": {"num_train": 10000, "num_test": 5000, "batch_size": 16},
-        "modularity_explicitness": {"num_train": 10000, "num_test": 5000, "batch_size": 16,
-                                    "num_bins": 20},
-        "unsupervised": {"num_train": 10000, "batch_size": 16, "num_bins": 20},
-        "irs": {"num_train": 10000, "batch_size": 16, "diff_quantile": 0.99},
-        "mfvm": {"batch_size": 100, "num_train": 800, "num_variance_estimate": 100,
-                 "prune_threshold": 0.06},
-        "mfvm_dlib": {"batch_size": 64, "num_train": 10000, "num_eval": 5000,
-                      "num_variance_estimate": 10000, "prune_threshold": 0.05},
-    },
-    "fast": {
-        "beta_vae": {"batch_size": 64, "num_train": 1000, "num_eval": 500},
-        "factor_vae": {"batch_size": 64, "num_train": 1000, "num_eval": 500,
-                       "num_variance_estimate": 2000, "prune_threshold": 0.05},
-        "mig": {"num_train": 2000, "batch_size": 16, "num_bins": 20},
-        "sap": {"num_train": 2000, "num_test": 1000, "batch_size": 16,
-                "continuous_factors": False},
-        "dci": {"num_train": 2000, "num_test": 1000, "batch_size": 16},
-        "dci_fast": {"num_train": 2000, "num_test": 1000, "batch_size": 16},
-        "modularity_explicitness": {"num_train": 2000, "num_test": 1000, "batch_size": 16,
-                                    "num_bins": 20},
-        "unsupervised": {"num_train": 2000, "batch_size": 16, "num_bins": 20},
-        "irs": {"num_train": 2000, "batch_size": 16, "diff_quantile": 0.99},
-        "mfvm": {"batch_size": 100, "num_train": 200, "num_variance_estimate": 100,
-                 "prune_threshold": 0.06},
-        "mfvm_dlib": {"batch_size": 64, "num_train": 1000, "num_eval": 500,
-                      "num_variance_estimate": 2000, "prune_threshold": 0.05},
-    },
-}
+#: ``{preset: {metric: parameters}}``: each metric declares its sizes per preset in its module
+#: (:func:`~disentkit.metrics.declare.declare_metric`); ``study`` = Locatello et al. (2019),
+#: ``fast`` = smaller samples for monitoring
+PRESETS = PresetView("factors")
 
 
 def library_versions() -> dict[str, str]:
@@ -125,14 +79,9 @@ class _Counting:
 
 
 def _metric_params(name: str, preset: str, params: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
-    p = copy.deepcopy(PRESETS[preset].get(name, {}))
-    p.update((params or {}).get(name, {}))
+    p = declaration(name).sizes(preset)
+    p.update(copy.deepcopy((params or {}).get(name, {})))
     return p
-
-
-def _num_ks(p: dict[str, Any], num_factors: int) -> int:
-    ks = p.get("num_fixed")
-    return len(list(ks)) if ks is not None else max(0, num_factors - 2)
 
 
 def planned_observations(
@@ -144,28 +93,18 @@ def planned_observations(
 ) -> int:
     """Number of observations ``evaluate`` would encode without a grid code cache.
 
-    BetaVAE: ``2 * batch_size * (num_train + num_eval)``; FactorVAE: ``num_variance_estimate +
-    batch_size * (num_train + num_eval)``; mFVM: the same per fixed-factor count; the
-    ``generate_batch_factor_code`` metrics: their draws (the largest one when codes are shared,
-    their sum otherwise). Other metrics count 0.
+    Each metric declares its count (``planned``, e.g. BetaVAE ``2 * batch_size * (num_train +
+    num_eval)``); the shared-code metrics count their draws (the largest one when codes are
+    shared, their sum otherwise). Other metrics count 0.
     """
     total, shared = 0, []
     for name in metrics:
+        decl = declaration(name)
         p = _metric_params(name, preset, params)
-        bs = p.get("batch_size", 64)
-        if name == "beta_vae":
-            total += 2 * bs * (p.get("num_train", 10000) + p.get("num_eval", 5000))
-        elif name == "factor_vae":
-            total += p.get("num_variance_estimate", 10000) + bs * (
-                p.get("num_train", 10000) + p.get("num_eval", 5000))
-        elif name == "mfvm_dlib":
-            total += p.get("num_variance_estimate", 10000) + _num_ks(p, num_factors) * bs * (
-                p.get("num_train", 10000) + p.get("num_eval", 5000))
-        elif name == "mfvm":
-            total += p.get("num_variance_estimate", 100) + _num_ks(p, num_factors) * p.get(
-                "batch_size", 100) * p.get("num_train", 800)
-        elif name in _SHARED:
-            shared.append(int(sum(_SHARED[name].draw_sizes(**p))))
+        if decl.shared_code:
+            shared.append(int(sum(decl.draw_sizes(**p))))
+        elif decl.planned is not None:
+            total += int(decl.planned(p, num_factors))
     if shared:
         total += max(shared) if share_codes else sum(shared)
     return int(total)
@@ -228,19 +167,14 @@ def protocol_arguments(
     return kwargs
 
 
-def _fdae_score_shared(name: str, module: Any, draws: list, rs: np.random.RandomState,
+def _fdae_score_shared(decl: Any, draws: list, rs: np.random.RandomState,
                        params: dict[str, Any], groups: Any, dims: int) -> dict[str, Any]:
+    """Per-group PCA (fitted on the training draw) of every draw, scored by the metric's FDAE form."""
     reducer = GroupReducer(draws[0][0], groups, dims)
     reduced = [(reducer(c), f) for c, f in draws]
-    if name == "mig":
-        labels = kmeans_discretize_groups(reduced[0][0], reducer.group_slices(),
-                                          params.get("num_clusters", 20),
-                                          params.get("kmeans_seed", 0),
-                                          num_bins=params.get("num_bins", 20))
-        return mig_mod.mig_from_discrete(labels, reduced[0][1])
-    if name == "dci":
-        params = {**params, "gbt_params": {"learning_rate": 0.1, **(params.get("gbt_params") or {})}}
-    return module.score_draws(reduced, rs, **params)
+    if callable(decl.fdae):
+        return decl.fdae(reduced, reducer, rs, params)
+    return decl.score_draws(reduced, rs, **params)
 
 
 def evaluate(
@@ -377,15 +311,15 @@ def evaluate(
         say(f"eval: {name} ({number}/{len(metrics)}) ...")
         encoded_before = counting.observations
         fn = METRICS.get(name)
+        decl = declaration(name)
         p = _metric_params(name, preset, params)
-        if name in ("dci", "dci_fast", "sap") and "n_jobs" not in p:
+        if decl.parallel and "n_jobs" not in p:
             p["n_jobs"] = n_jobs
         config["params"][name] = copy.deepcopy(p)
         t0 = time.perf_counter()
-        if name in _SHARED and (cache is not None or protocol == "fdae"):
-            module = _SHARED[name]
+        if decl.shared_code and (cache is not None or protocol == "fdae"):
             batch = p.get("batch_size", 16)
-            sizes = module.draw_sizes(**p)
+            sizes = decl.draw_sizes(**p)
             if cache is not None:
                 draws, rs_after = cache.draws(seed, sizes, batch)
             else:
@@ -396,13 +330,13 @@ def evaluate(
                          for n in sizes]
             score_params = {k: v for k, v in p.items() if k not in ("num_train", "num_test", "batch_size")}
             if protocol == "fdae":
-                results[name] = _fdae_score_shared(name, module, draws, rs_after, score_params,
+                results[name] = _fdae_score_shared(decl, draws, rs_after, score_params,
                                                    groups, fdae_dims)
             else:
-                results[name] = module.score_draws(draws, rs_after, **score_params)
+                results[name] = decl.score_draws(draws, rs_after, **score_params)
         else:
             if protocol == "fdae":
-                if name == "factor_vae":
+                if decl.fdae == "fit_transform":
                     p["fit_transform"] = lambda codes: GroupReducer(codes, groups, fdae_dims)
                 else:
                     raise ValueError(f"metric {name!r} is not part of the FDAE protocol")

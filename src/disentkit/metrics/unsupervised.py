@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from disentkit.metrics.declare import declare_metric
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction, sample_codes
 from disentkit.metrics.utils import discrete_mutual_info, histogram_discretize
-from disentkit.registry import METRICS
 
 __all__ = ["gaussian_total_correlation", "gaussian_wasserstein_correlation", "unsupervised",
            "unsupervised_from_codes"]
@@ -72,7 +72,12 @@ def unsupervised_from_codes(
     }
 
 
-@METRICS.register("unsupervised")
+@declare_metric(
+    "unsupervised", headline="gaussian_total_correlation", order=80, shared_code=True,
+    fdae="reduced",
+    presets={"study": {"num_train": 10000, "batch_size": 16, "num_bins": 20},
+             "fast": {"num_train": 2000, "batch_size": 16, "num_bins": 20}},
+)
 def unsupervised(
     ground_truth_data: Any,
     representation_function: RepresentationFunction,
