@@ -70,6 +70,13 @@ class TrainConfig:
     cpu_malloc_tuning: bool = True
     #: CPU threads for torch (0: leave torch's default)
     num_threads: NonNegInt = 0
+    #: keep weights and images in channels-last (NHWC) memory order: the same computation,
+    #: faster convolutions on GPUs with tensor cores (docs/running_fast.md)
+    channels_last: bool = False
+    #: run the model's training_losses through torch.compile (the first steps compile)
+    compile: bool = False
+    #: torch.compile's mode; reduce-overhead replays CUDA graphs (small models, short steps)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
 
 
 @dataclass
@@ -80,6 +87,10 @@ class OptimConfig:
     betas: tuple[Decay, Decay] = (0.9, 0.999)
     eps: Positive = 1e-8
     weight_decay: NonNegative = 0.0
+    #: torch's multi-tensor (foreach) update: true, false, or null for torch's default
+    foreach: bool | None = None
+    #: torch's fused update kernel (adam, adamw; CUDA and CPU): the fastest on a GPU
+    fused: bool = False
 
 
 @dataclass
@@ -432,6 +443,18 @@ def check_config(config: RunConfig) -> None:
     _check_run_name(config.run_name)
     _check_imports(config.imports)
     _check_init(config.init)
+    _check_fast_options(config)
+
+
+def _check_fast_options(config: RunConfig) -> None:
+    """Optimiser kernels torch has: no fused RAdam, and fused and foreach are alternatives."""
+    optim = config.optim
+    if optim.fused and optim.name == "radam":
+        raise ConfigError("optim.fused = true: torch has no fused RAdam (only adam and adamw); "
+                          "use optim.foreach=true for radam, or optim.name=adam/adamw")
+    if optim.fused and optim.foreach:
+        raise ConfigError("optim.fused and optim.foreach are both true; they are two ways of "
+                          "running the update: set one of them")
 
 
 def _check_fields(obj: Any, prefix: str) -> None:

@@ -11,6 +11,7 @@ initial weights quickly.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,8 +65,12 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         self._now = self.current_decay(self.updates)
+        # AveragedModel.update_parameters reads its n_averaged counter on the host (a device
+        # sync every step); the host knows that count: the first update without warm-up copies
+        first = self.updates == 1 and not self.warmup
         for name, averaged in self.averaged.items():
-            averaged.update_parameters(model.get_submodule(name) if name else model)
+            _update_average(averaged, model.get_submodule(name) if name else model, first,
+                            self._average)
 
     def state_dict(self) -> dict[str, Any]:
         return {name: avg.state_dict() for name, avg in self.averaged.items()}
@@ -99,3 +104,24 @@ class EMA:
             module = model.get_submodule(name) if name else model
             weights = {k[len("module."):]: v for k, v in avg_state.items() if k.startswith("module.")}
             module.load_state_dict(weights)
+
+
+@torch.no_grad()
+def _update_average(averaged: AveragedModel, module: nn.Module, copy: bool, average: Any) -> None:
+    """``AveragedModel.update_parameters`` (with ``use_buffers``) for a first update that the
+    caller knows about: copy the weights, or average every (device, dtype) group with
+    ``average``; then count the update on the device."""
+    ema = [t.detach() for t in itertools.chain(averaged.module.parameters(), averaged.module.buffers())]
+    current = [t.detach().to(e.device) for e, t in
+               zip(ema, itertools.chain(module.parameters(), module.buffers()), strict=True)]
+    if copy:
+        torch._foreach_copy_(ema, current)
+    else:
+        groups: dict[tuple[torch.device, torch.dtype], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        for e, c in zip(ema, current):
+            pair = groups.setdefault((e.device, e.dtype), ([], []))
+            pair[0].append(e)
+            pair[1].append(c)
+        for e_list, c_list in groups.values():
+            average(e_list, c_list, averaged.n_averaged)
+    averaged.n_averaged += 1

@@ -78,6 +78,7 @@ from disentkit.training.distributed import (
     remember_rank,
 )
 from disentkit.training.ema import EMA
+from disentkit.training.finite import FiniteWatch
 from disentkit.training.freezing import freeze_modules, model_frozen_modules
 from disentkit.training.loggers import JsonlLogger, TensorBoardLogger
 from disentkit.training.sampler import BatchSampler
@@ -133,7 +134,18 @@ def _make_optimiser(spec: OptimiserSpec, config: RunConfig) -> torch.optim.Optim
         "eps": spec.eps if spec.eps is not None else optim.eps,
         "weight_decay": spec.weight_decay if spec.weight_decay is not None else optim.weight_decay,
     }
+    # foreach / fused: the same update computed with fewer kernels (fused: one per step)
+    if optim.foreach is not None:
+        kwargs["foreach"] = optim.foreach
+    if optim.fused:
+        kwargs["fused"] = True
     return OPTIMISERS[optim.name](spec.param_groups, **kwargs)
+
+
+def _compiled_losses(model: Any, config: RunConfig) -> Any:
+    """``model.training_losses`` through ``torch.compile`` (``train.compile_mode``;
+    ``reduce-overhead`` replays CUDA graphs, which suits small models whose steps are short)."""
+    return torch.compile(model.training_losses, mode=config.train.compile_mode)
 
 
 def trainable_specs(specs: list[OptimiserSpec], model_name: str = "the model") -> list[OptimiserSpec]:
@@ -228,12 +240,17 @@ class Trainer:
         # Multi-stage runs: a new run starts from its upstream run's weights (recorded in
         # init.run / init.sha256); init.freeze applies on resume too, so the optimisers match.
         self.config = config = apply_init(model, config, resume=self.resume)
+        if config.train.channels_last:
+            # NHWC weights and activations (faster convolutions on tensor cores); same values
+            model.to(memory_format=torch.channels_last)
         specs = trainable_specs(model.optimiser_specs(), config.model.name)
         optimisers = [_make_optimiser(spec, config) for spec in specs]
         wrapped = fabric.setup(model, *optimisers)
         self.model, self.optimisers = wrapped[0], list(wrapped[1:])
         self.model.mark_forward_method("training_losses")
         self.raw_model: Model = self.model.module
+        self._losses = _compiled_losses(self.model, config) if config.train.compile \
+            else self.model.training_losses
         self.multiplier = lr_multiplier(config.lr_schedule, config.train.steps)
         self.schedulers = [
             torch.optim.lr_scheduler.LambdaLR(opt.optimizer, self.multiplier) for opt in self.optimisers
@@ -551,64 +568,45 @@ class Trainer:
 
     def _loop(self, loggers: list[Any]) -> None:
         fabric, config = self.fabric, self.config
-        model, raw = self.model, self.raw_model
         steps, log_every = config.train.steps, max(1, config.log.every)
-        value_max = getattr(self.data, "value_max", 255)
-        progress = _Progress(steps, self.step, enabled=fabric.is_global_zero and config.log.progress)
+        self._progress = progress = _Progress(steps, self.step,
+                                              enabled=fabric.is_global_zero and config.log.progress)
+        self._watch = FiniteWatch()
         window_start, window_images = time.perf_counter(), 0
-        # The state at a checkpoint step, encoded at the step boundary and written once that
-        # step's loss is known to be finite (so "last good" really is good).
+        # The state at a checkpoint step, encoded at the step boundary and written after the next
+        # step once every loss so far is known to be finite (so "last good" really is good).
         pending: list[bytes] | None = None
         has_pending = False
-        accumulate = config.train.accumulate
         images_every = config.log.images_every
-        model.train()
+        self.model.train()
         while self.step < steps:
-            micro_batches = self._micro_batch_indices()
-            logged: list[dict[str, torch.Tensor]] = []
-            for i, indices in enumerate(micro_batches):
-                last = i == accumulate - 1
-                batch = fabric.to_device(self.data.uint8_batch(indices))
-                x = to_model_input(batch, value_max, type(raw).input_range)
-                # DDP: the gradients of an accumulated step are synchronised once, after the last
-                with self._backward_sync(last):
-                    losses = model.training_losses(x, self.step)
-                    loss = losses["loss"]
-                    finite = torch.isfinite(loss.detach()).float()
-                    if fabric.world_size > 1:
-                        finite = fabric.all_reduce(finite, reduce_op="min")
-                    if finite.item() < 1.0:
-                        progress.close()
-                        self._stop_non_finite(_non_finite_message(loss, losses, self.step))
-                    if has_pending and last:  # every loss of this step came out finite
-                        self._write_snapshot(pending, self.step)
-                        pending, has_pending = None, False
-                        self._write_summary("running")
-                    fabric.backward(loss if accumulate == 1 else loss / accumulate)
-                logged.append(losses if accumulate == 1 else
-                              {k: (v.detach() if isinstance(v, torch.Tensor) else v)
-                               for k, v in losses.items()})
-                window_images += x.shape[0] * fabric.world_size
-            for opt in self.optimisers:
-                if config.train.grad_clip:
-                    fabric.clip_gradients(model, opt, max_norm=config.train.grad_clip,
-                                          error_if_nonfinite=False)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-            for sched in self.schedulers:
-                sched.step()
-            if self.ema is not None:
-                self.ema.update(raw)
+            try:
+                logged, images = self._train_step()
+            except NonFiniteLossError:
+                raise
+            except Exception:
+                # a model may fail on NaN inputs (e.g. a distribution's argument check) before
+                # the deferred check has seen the NaN loss: the NaN is the cause to report
+                self._check_finite()
+                raise
+            window_images += images
             self.step += 1
+            if has_pending:  # one host read: every loss up to this step was finite
+                self._check_finite()
+                self._write_snapshot(pending, self.step - 1)
+                pending, has_pending = None, False
+                self._write_summary("running")
             if images_every and self.step % images_every == 0:
                 self._write_samples()
             if self.step % log_every == 0 or self.step == steps:
+                self._check_finite()
                 scalars = _mean_scalars([_scalars(terms) for terms in logged])
                 if fabric.world_size > 1:
                     scalars = fabric.all_reduce(scalars, reduce_op="mean")
+                record = {"step": self.step, **{k: float(v) for k, v in scalars.items()}}
+                # timed after the reads above, which waited for the device to finish the window
                 elapsed = time.perf_counter() - window_start
                 self.train_time_s += elapsed
-                record = {"step": self.step, **{k: float(v) for k, v in scalars.items()}}
                 record["lr"] = self.schedulers[0].get_last_lr()[0]
                 record["images_per_s"] = window_images / max(elapsed, 1e-9)
                 for logger in loggers:
@@ -618,15 +616,88 @@ class Trainer:
             if self.step % config.train.checkpoint_every == 0 and self.step < steps:
                 pending, has_pending = self._snapshot(), True
             if self._stop_requested:
+                self._check_finite()
                 self.save_checkpoint(pending)
                 self._write_summary("interrupted")
                 progress.close()
                 self._say_stopped()
                 return
         progress.close()
+        self._check_finite()
         self.save_checkpoint()
         self._write_summary("finished")
 
+    def _train_step(self) -> tuple[list[dict[str, torch.Tensor]], int]:
+        """One optimiser step (every micro-batch, the updates, schedules and EMA) without a single
+        host read of a device value, so a GPU never waits for the host between steps. Returns
+        the logged terms of each micro-batch and the number of images seen (all processes)."""
+        fabric, config = self.fabric, self.config
+        model, raw = self.model, self.raw_model
+        accumulate = config.train.accumulate
+        logged: list[dict[str, torch.Tensor]] = []
+        images = 0
+        for i, indices in enumerate(self._micro_batch_indices()):
+            last = i == accumulate - 1
+            x = self._model_input(indices)
+            # DDP: the gradients of an accumulated step are synchronised once, after the last
+            with self._backward_sync(last):
+                # autocast here too: with one device Fabric hands the marked method out as it is
+                with fabric.autocast():
+                    losses = self._losses(x, self.step)
+                loss = losses["loss"]
+                self._watch.observe(self.step, losses)
+                fabric.backward(loss if accumulate == 1 else loss / accumulate)
+            logged.append(losses if accumulate == 1 else
+                          {k: (v.detach() if isinstance(v, torch.Tensor) else v)
+                           for k, v in losses.items()})
+            images += x.shape[0] * fabric.world_size
+        for opt in self.optimisers:
+            if config.train.grad_clip:
+                fabric.clip_gradients(model, opt, max_norm=config.train.grad_clip,
+                                      error_if_nonfinite=False)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        for sched in self.schedulers:
+            sched.step()
+        if self.ema is not None:
+            self.ema.update(raw)
+        return logged, images
+
+    def _model_input(self, indices: torch.Tensor) -> torch.Tensor:
+        """The float model input of one micro-batch. Host-to-device copies go through pinned
+        memory without blocking (a blocking copy would wait for the device to go idle)."""
+        device = self.fabric.device
+        if device.type == "cuda" and getattr(self.data, "_device_images", None) is not None:
+            indices = indices.pin_memory().to(device, non_blocking=True)
+        batch = self.data.uint8_batch(indices)
+        if batch.device != device:
+            batch = batch.pin_memory().to(device, non_blocking=True) if device.type == "cuda" \
+                else batch.to(device)
+        x = to_model_input(batch, getattr(self.data, "value_max", 255), type(self.raw_model).input_range)
+        return x.contiguous(memory_format=torch.channels_last) if self.config.train.channels_last \
+            else x
+
+    def _check_finite(self) -> None:
+        """Stop with the NaN error when a loss since the start was not finite (one host read,
+        agreed on by every process)."""
+        watch = getattr(self, "_watch", None)
+        if watch is None:
+            return
+        first = None
+        if self.fabric.world_size > 1:
+            local = watch.first_step_tensor()
+            if local is None:
+                local = torch.full((), 2**62, dtype=torch.int64, device=self.fabric.device)
+            first = int(self.fabric.all_reduce(local, reduce_op="min"))
+        found = watch.found(first)
+        if found is None:
+            return
+        self._progress.close()
+        self.step = found.step  # where it stopped, for the summary
+        self._stop_non_finite(
+            f"the loss became {found.loss} at step {found.step} (non-finite terms: "
+            f"{_listed(found.bad_terms, 6) or 'none'})"
+        )
 
     def _micro_batch_indices(self) -> list[torch.Tensor]:
         """This process's indices of each micro-batch of the next step: one draw of
@@ -655,13 +726,6 @@ class Trainer:
         raw, path = self.raw_model, sample_grid_path(self.run_dir, self.step)
         with self.ema.swapped_in(raw) if self.ema is not None else contextlib.nullcontext():
             write_sample_grid(raw, path, self.config.seed, self.fabric.device)
-
-
-def _non_finite_message(loss: torch.Tensor, losses: dict[str, torch.Tensor], step: int) -> str:
-    """``the loss became nan at step N (non-finite terms: ...)``, bounded in length."""
-    bad = [k for k, v in _scalars(losses).items() if v.numel() == 1 and not torch.isfinite(v)]
-    return (f"the loss became {float(loss.detach())} at step {step} (non-finite terms: "
-            f"{_listed(bad, 6) or 'none'})")
 
 
 def _in_main_thread() -> bool:
