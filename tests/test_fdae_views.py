@@ -123,7 +123,7 @@ def test_fdae_swap_grids_with_a_fake_model():
     targets = torch.zeros(2, 3, 4, 4)
     targets[0, 2], targets[1, 0] = 1.0, 1.0
     grids = fdae_swap_grids(model, sources, targets, generator=torch.Generator().manual_seed(0))
-    assert list(grids) == ["c1,2-m0", "c0-m1,2"]
+    assert list(grids) == ["swap_c1,2-m0", "swap_c0-m1,2"]
     for grid in grids.values():
         assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[2] == 3
     # one noise image for every cell of a grid
@@ -137,8 +137,8 @@ def test_fdae_swap_grids_with_a_fake_model():
             torch.testing.assert_close(decoded[i, j, :4], src[j, :4])
             torch.testing.assert_close(decoded[i, j, 4:], tgt[i, 4:])
     one = fdae_swap_grids(model, sources, targets, spec="c1,2-m0", generator=torch.Generator().manual_seed(0))
-    assert list(one) == ["c1,2-m0"]
-    np.testing.assert_array_equal(one["c1,2-m0"], grids["c1,2-m0"])
+    assert list(one) == ["swap_c1,2-m0"]
+    np.testing.assert_array_equal(one["swap_c1,2-m0"], grids["swap_c1,2-m0"])
 
 
 def test_mask_strips_values_and_argmax():

@@ -181,7 +181,7 @@ def swap_grid_image(sources01: torch.Tensor, targets01: torch.Tensor, cells01: t
     tiles = swap_grid_tiles(sources01, targets01, cells01)
     rows = ["sources", *[f"target {i + 1}" for i in range(t)]]
     cols = ["targets", *[f"s{j + 1}" for j in range(s)]]
-    return np.asarray(label_grid(make_grid(tiles), rows, cols, title=title))
+    return np.array(label_grid(make_grid(tiles), rows, cols, title=title))
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -219,7 +219,7 @@ def decode_with_shared_noise(model: Any, codes: torch.Tensor, steps: int | None,
 def fdae_swap_grids(model: Any, sources01: torch.Tensor, targets01: torch.Tensor, *,
                     spec: str | None = None, partial: bool = False, steps: int | None = None,
                     generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
-    """FDAE's ``swap_grids``: {spec text: uint8 (H, W, 3) grid} of targets (rows) x sources
+    """FDAE's ``swap_grids``: {``swap_<spec>``: uint8 (H, W, 3) grid} of targets (rows) x sources
     (columns), each cell a target's codes with the spec's groups from a source.
 
     ``spec`` (``"c1,2-m0"``) draws one grid; without it :func:`default_swap_specs` (``partial``:
@@ -235,8 +235,8 @@ def fdae_swap_grids(model: Any, sources01: torch.Tensor, targets01: torch.Tensor
     grids = {}
     for one in specs:
         cells = decode_with_shared_noise(model, swapped_codes(tgt, src, one, groups), steps, generator)
-        title = f"{one.text}: each target with {_swap_words(one)} of the source above"
-        grids[one.text] = swap_grid_image(sources01.cpu(), targets01.cpu(), cells, title)
+        title = f"{one.text}: {_swap_words(one)} from the source"
+        grids[f"swap_{one.text}"] = swap_grid_image(sources01.cpu(), targets01.cpu(), cells, title)
     return grids
 
 
@@ -278,7 +278,7 @@ def mask_strip_image(images01: torch.Tensor, masks: torch.Tensor,
     n = masks.shape[1]
     cols = ["image", *[f"mask {i + 1}" for i in range(n)], "argmax"]
     rows = list(names) if names is not None else [f"#{i + 1}" for i in range(tiles.shape[0])]
-    return np.asarray(label_grid(make_grid(tiles), rows, cols, title=title))
+    return np.array(label_grid(make_grid(tiles), rows, cols, title=title))
 
 
 # ---- PCA traversal ------------------------------------------------------------------------------
@@ -326,7 +326,7 @@ def traversal_image(images01: torch.Tensor, title: str | None = None,
                     col_names: Sequence[str] | None = None) -> np.ndarray:
     """Decoded traversals (B, S, C, H, W) in [0, 1] as one labelled uint8 grid."""
     tiles = to_uint8(images01)
-    return np.asarray(label_grid(make_grid(tiles), row_names, col_names, title=title))
+    return np.array(label_grid(make_grid(tiles), row_names, col_names, title=title))
 
 
 def image_masks(model: Any, images01: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -371,7 +371,7 @@ def write_masks(model: Any, data: Any, out: str | Path, num: int = 8,
     finally:
         model.train(was_training)
     names = [f"#{i}" for i in chosen]
-    title = f"{masks.shape[1]} concept masks per image (white = 1; each pixel sums to 1)"
+    title = f"{masks.shape[1]} masks (white = 1)"
     path = save_png(mask_strip_image(images, masks, names, title), Path(out))
     return path, len(chosen), int(masks.shape[1])
 

@@ -1,0 +1,72 @@
+"""``disentkit masks RUN`` and FDAE's ``disentkit swap RUN --swap ...`` on a one-step 32-px
+fdae/smoke run: the PNGs are exactly the in-process pictures (images in the model's [-1, 1]
+range), and what cannot work is one line with exit status 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from disentkit.cli import main
+
+SMALL = ["train.steps=1", "train.batch_size=2"]  # 32 px: the smallest shapes3d_like size
+
+
+@pytest.fixture(scope="module")
+def fdae_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("fdae")
+    assert main(["train", "preset=fdae/smoke", f"out_dir={out}", "name=run", *SMALL]) == 0
+    return out / "run"
+
+
+def _pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_masks_png_is_the_models_masks_of_the_chosen_images(fdae_run: Path, capsys) -> None:
+    from disentkit.run_loading import load_run
+    from disentkit.viz.fdae_views import image_masks, mask_strip_image
+    from disentkit.viz.images import data_batch
+
+    assert main(["masks", str(fdae_run), "--indices", "3,10,40"]) == 0
+    assert "(3 images x 2 masks)" in capsys.readouterr().out
+    run = load_run(fdae_run)
+    run.model.eval()
+    images = data_batch(run.data(), [3, 10, 40])
+    masks = image_masks(run.model, images)
+    with torch.no_grad():  # the model sees [-1, 1] images
+        _, codes = run.model.content_and_mask_codes(images * 2 - 1)
+        direct = run.model.masks_from_codes(codes)
+    torch.testing.assert_close(masks, direct)
+    torch.testing.assert_close(masks.sum(1), torch.ones(3, 32, 32))
+    expected = mask_strip_image(images, masks, ["#3", "#10", "#40"], "2 masks (white = 1)")
+    np.testing.assert_array_equal(_pixels(fdae_run / "masks.png"), expected)
+
+
+def test_masks_refuses_what_cannot_work(fdae_run: Path, capsys) -> None:
+    from disentkit.viz.fdae_views import NoMasksError, image_masks
+
+    assert main(["masks", str(fdae_run), "--indices", "2,64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "disentkit masks: error: image indices must lie in 0..63 for this dataset, got 2, 64"
+    with pytest.raises(NoMasksError, match="^model 'Linear' has no concept masks; disentkit masks needs "
+                                           "a mask-based run such as fdae$"):
+        image_masks(torch.nn.Linear(1, 1), torch.zeros(1, 3, 4, 4))
+
+
+def test_swap_spec_grids_and_errors(fdae_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "swaps"
+    args = ["swap", str(fdae_run), "--sources", "2", "--targets", "3", "--steps", "2", "--out", str(out)]
+    assert main([*args, "--swap", "c2-m1"]) == 0
+    assert "swap_c2-m1" in capsys.readouterr().out
+    picture = _pixels(out / "swap_c2-m1.png")
+    # 32-px tiles shown at 64 px: 3 + 1 rows and 2 + 1 columns of 66 px, plus the labels
+    assert picture.shape[0] > 4 * 66 and picture.shape[1] > 3 * 66
+    assert main([*args, "--swap", "c1,1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("disentkit swap: error: swap spec 'c1,1': a concept is listed twice")
+    assert len(err.strip().splitlines()) == 1
