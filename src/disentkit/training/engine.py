@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import math
 import signal
 import sys
 import time
@@ -224,14 +225,9 @@ class Trainer:
         remember_rank(fabric.global_rank)
         torch.manual_seed(config.seed)  # identical initial weights on every process
         self.data = build_dataset(config)
-        if config.train.data_on_device:
-            if not hasattr(self.data, "to"):
-                raise ValueError(
-                    f"train.data_on_device: dataset '{config.data.name}' cannot be moved to a "
-                    "device (only in-memory ground-truth grids can); set train.data_on_device=false"
-                )
-            self.data.to(fabric.device)
         self.data_facts = DataFacts.of(self.data)
+        if config.train.data_on_device:
+            self._put_data_on_device()
         self.image_shape = self.data_facts.image_shape
         model: Model = build_model(config, self.data_facts)
         check_can_sample(model, config.log.images_every)
@@ -270,6 +266,28 @@ class Trainer:
         self.step = 0
         # seconds in the training loop, carried across resumes in the checkpoint (the report's wall time)
         self.train_time_s = 0.0
+
+    def _put_data_on_device(self) -> None:
+        """Keep the whole uint8 dataset on the training device (batches are then gathered there,
+        bit-identical to those from host memory), if it can be and fits in half the free memory."""
+        name, device = self.config.data.name, self.fabric.device
+        if not hasattr(self.data, "to") or getattr(self.data, "deterministic_observations", True) is False:
+            raise ConfigError(
+                f"train.data_on_device = true: dataset '{name}' draws fresh randomness for every "
+                "observation, so there is no fixed set of images to keep on the device; set "
+                "train.data_on_device=false"
+            )
+        need = len(self.data) * math.prod(self.data_facts.image_shape)
+        if device.type == "cuda":
+            free = torch.cuda.mem_get_info(device)[0]
+            if need > free // 2:
+                raise ConfigError(
+                    f"train.data_on_device = true: dataset '{name}' needs {need / 2**30:.2f} GiB "
+                    f"as uint8 and the device has {free / 2**30:.2f} GiB free (at most half of it "
+                    "is used for data); set train.data_on_device=false (batches then come from "
+                    "host memory)"
+                )
+        self.data.to(device)
 
     def _state(self) -> dict[str, Any]:
         rng = torch.get_rng_state()
