@@ -115,10 +115,13 @@ class FDAEConfig:
     clip_denoised: bool = True
 
     def __post_init__(self) -> None:
-        # bad settings fail when the config is loaded, not after training starts
-        self.unet_config(3)
-        size = 2 ** len(self.mask_channels) if self.mask_channels else 1
-        self.cmfnet_config(3, (size, size))
+        # bad settings fail when the config is loaded, not after training starts; sizes below 1
+        # are left to the field ranges, whose messages name the field
+        sizes = (self.num_concepts, self.content_dim, self.mask_dim, self.cond_dim, self.mask_norm_groups)
+        if all(isinstance(v, int) and v >= 1 for v in sizes):
+            self.unet_config(3)
+            size = 2 ** len(self.mask_channels) if self.mask_channels else 1
+            self.cmfnet_config(3, (size, size))
         self.edm()
 
     def edm(self) -> EDM:
@@ -332,6 +335,16 @@ class FDAE(Model):
         raise NoCodePriorError(
             "fdae cannot draw unconditional samples: it learns no prior over its codes; decode the "
             "codes of real images instead (reconstructions, `disentkit swap RUN`, traversals)")
+
+    def swap_grids(self, sources01: Tensor, targets01: Tensor, *, spec: str | None = None,
+                   partial: bool = False, steps: int | None = None,
+                   generator: torch.Generator | None = None) -> dict[str, Any]:
+        """``disentkit swap``'s grids (``--swap c1,2-m0``):
+        :func:`disentkit.viz.fdae_views.fdae_swap_grids`."""
+        from disentkit.viz.fdae_views import fdae_swap_grids  # pictures live at the run level
+
+        return fdae_swap_grids(self, sources01, targets01, spec=spec, partial=partial, steps=steps,
+                               generator=generator)
 
     def _noise(self, batch: int, noise: Tensor | None, generator: torch.Generator | None,
                like: Tensor) -> Tensor:
