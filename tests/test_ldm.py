@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import disentkit
-from disentkit.config import from_dict, load_config, load_config_file
+from disentkit.config import from_dict, load_config, load_config_file, preset_names
 from disentkit.models.base import NoRepresentationError
 from disentkit.models.ldm import LDM, LDMConfig
 from disentkit.training.checkpoint import load_checkpoint
@@ -152,3 +152,34 @@ def test_ldm_first_stage_that_does_not_match_the_upstream_is_refused(tmp_path: P
     with pytest.raises(UpstreamError, match="do not fit this model's shapes") as err:
         disentkit.train(config)
     assert "\n" not in str(err.value)
+
+
+# ---- presets --------------------------------------------------------------------------------------
+LDM_PRESETS = [n for n in preset_names() if n.startswith("ldm/")]
+
+
+@pytest.mark.parametrize("preset", LDM_PRESETS)
+def test_ldm_preset_repeats_its_upstream_autoencoder_and_data(preset: str) -> None:
+    """The first stage is built from the LDM's own config before init loads the weights, so each
+    preset's first_stage must be its upstream preset's autoencoder, on the same data."""
+    config = load_config(preset)
+    upstream = load_config(config.init.preset)
+    assert upstream.model.name in ("vqgan", "klvae")
+    assert config.model.first_stage == upstream.model.autoencoder
+    assert config.data.to_dict() == upstream.data.to_dict()
+    assert config.init.modules == ["first_stage=autoencoder"]
+
+
+def test_paper_ldm_presets_build_the_reference_unet() -> None:
+    from disentkit.builders import build_model
+    from disentkit.models.base import DataFacts
+
+    for name in ("shapes3d", "cars3d", "mpi3d_toy", "celeba"):
+        config = load_config(f"ldm/{name}")
+        with torch.device("meta"):
+            model = build_model(config, DataFacts((3, 64, 64)))
+        assert sum(p.numel() for p in model.unet.parameters()) == 29_422_467, name
+        assert model.latent_shape == (3, 16, 16)
+        assert (config.optim.name, config.optim.weight_decay, config.lr_schedule.warmup_steps) == \
+            ("adamw", 0.01, 10_000)
+        assert config.train.ema_warmup and config.train.ema_decay == 0.9999
