@@ -53,6 +53,7 @@ __all__ = [
     "SweepPlan",
     "execute_local",
     "expand",
+    "parallel_env",
     "parse_sweep_args",
     "plan_sweep",
     "run_state",
@@ -420,7 +421,7 @@ def execute_local(
     outcome: dict[str, str] = {}
     pending = plan.all_runs
     running: dict[str, tuple[subprocess.Popen, Any]] = {}
-    env = dict(os.environ)
+    env = parallel_env(parallel)
     while pending or running:
         while len(running) < parallel:
             run, blocked = _next_ready(plan, pending, outcome, running)
@@ -460,6 +461,17 @@ def execute_local(
         if running or pending:  # pending: waiting for an upstream stage another process trains
             time.sleep(0.2)
     return {r.name: outcome[r.name] for r in plan.all_runs}
+
+
+def parallel_env(parallel: int, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the runs of ``--parallel N``: N processes share the machine (and its
+    one GPU), so unless the user set OMP_NUM_THREADS each gets an N-th of the CPU cores instead
+    of all of them (N processes with every core each slow each other down); a run's
+    ``train.num_threads`` still wins."""
+    env = dict(os.environ if environ is None else environ)
+    if parallel > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
+    return env
 
 
 def _next_ready(
