@@ -38,7 +38,6 @@ from disentkit.diffusion.samplers import ddim_sample
 from disentkit.errors import ConfigError
 from disentkit.models.base import DataFacts
 from disentkit.models.pdae import PDAE, Denoiser, PDAEConfig, _as_mask
-from disentkit.pixels import from_model_range
 from disentkit.ranges import Count
 from disentkit.registry import MODELS
 
@@ -131,7 +130,7 @@ class DiTi(PDAE):
     * ``block_layout() -> list[(start, width)]``: the k blocks (``counterfactual`` blocks are
       ``(first block, number of blocks)``, as DiTi's evaluation gives them: (2, 4), (16, 8),
       (24, 8), (32, 32)); ``dimension_blocks() -> list[int]``: the block of each dimension;
-    * ``decode(z, x_T, steps=None, mask=None, timestep_masks=True)``: masked guided DDIM, z times
+    * ``decode(z, x_T=None, steps=None, mask=None, seed=0, timestep_masks=True)``: masked guided DDIM, z times
       the cumulative mask of each step's block (and times ``mask`` when given);
       ``timestep_masks=False`` decodes with the whole code, as DiTi's manipulation script does;
     * ``invert`` uses the same masked shift.
@@ -197,13 +196,13 @@ class DiTi(PDAE):
         return run
 
     @torch.no_grad()
-    def decode(self, z: Tensor, x_T: Tensor, steps: int | None = None, mask: Tensor | None = None,
-               timestep_masks: bool = True) -> Tensor:
-        """Masked guided DDIM from ``x_T``: images in [0, 1]."""
+    def decode(self, z: Tensor, x_T: Tensor | None = None, steps: int | None = None,
+               mask: Tensor | None = None, seed: int = 0, timestep_masks: bool = True) -> Tensor:
+        """Masked guided DDIM from ``x_T`` (default: one shared N(0, I) map drawn with ``seed``):
+        images in [-1, 1]."""
         denoise = self.denoiser(z, _as_mask(mask), timestep_masks)
-        x = ddim_sample(denoise, self.schedule, x_T, self._steps(steps), spacing=self.config.spacing,
-                        clip_x0=self.config.clip_x0)
-        return from_model_range(x, "pm1")
+        return ddim_sample(denoise, self.schedule, self._start(z, x_T, seed), self._steps(steps),
+                           spacing=self.config.spacing, clip_x0=self.config.clip_x0)
 
     def code_groups(self) -> list[list[int]] | None:
         """The non-empty time-step blocks, as groups of code dimensions."""

@@ -43,10 +43,10 @@ from disentkit.diffusion.samplers import ddim_invert, ddim_sample
 from disentkit.diffusion.schedules import DiscreteSchedule
 from disentkit.errors import ConfigError
 from disentkit.models.base import DataFacts, Model
+from disentkit.models.fdae import NoCodePriorError
 from disentkit.nn.diffusion_encoders import PDAEEncoder
 from disentkit.nn.shift_decoder import ShiftConfig, ShiftDecoder
 from disentkit.nn.unet import UNET_PRESETS, UNet, UNetConfig
-from disentkit.pixels import from_model_range, to_model_range
 from disentkit.ranges import Count, Range
 from disentkit.registry import MODELS
 from disentkit.training.freezing import freeze_modules
@@ -145,17 +145,23 @@ Denoiser = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 class PDAE(Model):
     """PDAE: frozen ``base`` DDPM, trainable ``encoder`` and ``shift`` decoder.
 
-    Public API (images ``x01`` in [0, 1], shape (B, C, H, W); codes (B, latent_dim); noise maps
-    x_T in the base DDPM's space; ``steps`` DDIM steps, default ``config.sample_steps``; every
-    method below is deterministic (DDIM with eta 0) and runs without autograd except ``encode``):
+    Public API. Images are in the model's range [-1, 1] going in and coming out (shape (B, C, H,
+    W)), as for every diffusion model of disentkit and as metrics and viz call ``encode``:
+    :func:`disentkit.pixels.for_model` / :func:`~disentkit.pixels.for_display` convert from and
+    to [0, 1]. Codes are (B, latent_dim); noise maps x_T live in the base DDPM's space; ``steps``
+    are DDIM steps (default ``config.sample_steps``). Every method but ``encode`` runs without
+    autograd, and all are deterministic (DDIM with eta 0; ``decode`` without ``x_T`` draws one
+    noise map from a generator seeded ``seed``):
 
-    * ``encode(x01) -> z`` (B, latent_dim): the representation.
-    * ``invert(x01, steps=None, z=None) -> x_T``: DDIM inversion with the shift of ``z``
-      (default: ``encode(x01)``).
-    * ``decode(z, x_T, steps=None, mask=None) -> x01``: shifted DDIM from ``x_T``; ``mask``
-      ((B, latent_dim) or (latent_dim,), bool or float) multiplies z in every step (DiTi adds its
-      time-step masks on top).
-    * ``reconstruct(x01, steps=None) -> x01``: invert, then decode with the same code.
+    * ``encode(x) -> z`` (B, latent_dim): the representation.
+    * ``invert(x, steps=None, z=None) -> x_T``: DDIM inversion with the shift of ``z``
+      (default: ``encode(x)``).
+    * ``decode(z, x_T=None, steps=None, mask=None, seed=0) -> x``: shifted DDIM from ``x_T``;
+      ``mask`` ((B, latent_dim) or (latent_dim,), bool or float) multiplies z in every step (DiTi
+      adds its time-step masks on top). Without ``x_T`` every code of the batch starts from the
+      same N(0, I) map (so a traversal changes only the code): ``decode(z)`` is what traversals
+      call.
+    * ``reconstruct(x, steps=None) -> x``: invert, then decode with the same code.
     * ``interpolate(x_a, x_b, alphas, steps=None) -> (len(alphas), B, C, H, W)``: codes lerped,
       inverted noises slerped.
     * ``counterfactual(x_a, x_b, blocks, alphas, steps=None) -> (len(blocks), len(alphas), B, C, H,
@@ -167,11 +173,14 @@ class PDAE(Model):
     * ``block_layout() -> list[(start, width)]``: PDAE's code has no partition, every dimension
       is its own block; DiTi returns its time-step blocks.
     * ``shift_output(x_t, t, z) -> (eps, G)``: the frozen prediction and the shift.
+    * ``sample`` refuses (one line): the model has no prior over its codes.
     """
 
     Config = PDAEConfig
     input_range: ClassVar[str] = "pm1"
     frozen_modules: ClassVar[tuple[str, ...]] = ("base",)
+    #: the sampler decode runs (listed so that sample grids ask ``sample``, which refuses)
+    samplers: ClassVar[tuple[str, ...]] = ("ddim",)
     ema_modules: ClassVar[tuple[str, ...]] = ("encoder", "shift")
 
     def __init__(self, config: PDAEConfig, data: DataFacts | tuple[int, int, int]) -> None:
@@ -239,8 +248,8 @@ class PDAE(Model):
 
     # ---- representation ----------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
-        """The code z (B, latent_dim) of images in [0, 1]."""
-        return self.encoder(to_model_range(x, "pm1"))
+        """The code z (B, latent_dim) of images in [-1, 1]."""
+        return self.encoder(x)
 
     def block_layout(self) -> list[tuple[int, int]]:
         """(start, width) of each block of the code: PDAE's dimensions are blocks of one."""
@@ -274,26 +283,35 @@ class PDAE(Model):
         return next(self.parameters()).device
 
     @torch.no_grad()
-    def invert(self, x01: Tensor, steps: int | None = None, z: Tensor | None = None) -> Tensor:
-        """Deterministic DDIM inversion of images in [0, 1] with the shift of ``z``: x_T."""
-        z = self.encode(x01) if z is None else z
-        x0 = to_model_range(x01, "pm1")
-        return ddim_invert(self.denoiser(z), self.schedule, x0, self._steps(steps),
+    def invert(self, x: Tensor, steps: int | None = None, z: Tensor | None = None) -> Tensor:
+        """Deterministic DDIM inversion of images in [-1, 1] with the shift of ``z``: x_T."""
+        z = self.encode(x) if z is None else z
+        return ddim_invert(self.denoiser(z), self.schedule, x, self._steps(steps),
                            spacing=self.config.spacing, clip_x0=self.config.clip_x0)
 
     @torch.no_grad()
-    def decode(self, z: Tensor, x_T: Tensor, steps: int | None = None,
-               mask: Tensor | None = None) -> Tensor:
-        """Shifted DDIM from ``x_T`` with the code ``z`` (times ``mask``): images in [0, 1]."""
-        x = ddim_sample(self.denoiser(z, _as_mask(mask)), self.schedule, x_T, self._steps(steps),
-                        spacing=self.config.spacing, clip_x0=self.config.clip_x0)
-        return from_model_range(x, "pm1")
+    def decode(self, z: Tensor, x_T: Tensor | None = None, steps: int | None = None,
+               mask: Tensor | None = None, seed: int = 0) -> Tensor:
+        """Shifted DDIM from ``x_T`` (default: one shared N(0, I) map drawn with ``seed``) with
+        the code ``z`` (times ``mask``): images in [-1, 1]."""
+        return ddim_sample(self.denoiser(z, _as_mask(mask)), self.schedule, self._start(z, x_T, seed),
+                           self._steps(steps), spacing=self.config.spacing, clip_x0=self.config.clip_x0)
+
+    def _start(self, z: Tensor, x_T: Tensor | None, seed: int) -> Tensor:
+        """``x_T``, or one noise map from a CPU generator seeded ``seed`` for every code."""
+        if x_T is not None:
+            if x_T.shape != (z.shape[0], *self.image_shape):
+                raise ValueError(f"x_T must have shape {(z.shape[0], *self.image_shape)}, "
+                                 f"got {tuple(x_T.shape)}")
+            return x_T
+        noise = torch.randn((1, *self.image_shape), generator=torch.Generator().manual_seed(int(seed)))
+        return noise.to(z.device).expand(z.shape[0], -1, -1, -1)
 
     @torch.no_grad()
-    def reconstruct(self, x01: Tensor, steps: int | None = None) -> Tensor:
-        """Invert, then decode with the same code (PDAE's autoencoding)."""
-        z = self.encode(x01)
-        return self.decode(z, self.invert(x01, steps, z), steps)
+    def reconstruct(self, x: Tensor, steps: int | None = None) -> Tensor:
+        """Invert, then decode with the same code (PDAE's autoencoding); [-1, 1]."""
+        z = self.encode(x)
+        return self.decode(z, self.invert(x, steps, z), steps)
 
     @torch.no_grad()
     def interpolate(self, x_a: Tensor, x_b: Tensor, alphas: Sequence[float],
@@ -321,14 +339,12 @@ class PDAE(Model):
             rows.append(torch.stack(row))
         return torch.stack(rows)
 
-    @torch.no_grad()
-    def decode_code(self, z: Tensor, generator: torch.Generator | None = None,
-                    steps: int | None = None) -> Tensor:
-        """Images in [0, 1] for codes ``z`` from fresh noise x_T ~ N(0, I) (traversals)."""
-        generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        shape = (z.shape[0], *self.image_shape)
-        x_T = torch.randn(shape, generator=generator, device=generator.device).to(z.device)
-        return self.decode(z, x_T, steps)
+    def sample(self, num: int, generator: torch.Generator | None = None, steps: int | None = None,
+               sampler: str | None = None) -> Tensor:
+        """Refused in one line: the model learns no prior over its codes."""
+        raise NoCodePriorError(
+            f"{self.registry_name} cannot draw unconditional samples: it learns no prior over its codes; "
+            "decode the codes of real images instead (reconstructions, traversals, counterfactuals)")
 
 
 def _as_mask(mask: Tensor | None) -> Tensor | None:
