@@ -1,7 +1,8 @@
-"""``disentkit analyze RUN_DIR --kind largest-kld|eigen|latent3d|sweep|all``: CFASL's qualitative
-analyses of a trained VAE-family run (GIST-IRR/CFASL ``src/analysis_tools/``), written as PNGs (and the arrays
-as .npz) into RUN_DIR/analysis/ (see :mod:`disentkit.viz.cfasl_analysis` and
-:mod:`disentkit.viz.cfasl_sweep`)."""
+"""``disentkit analyze RUN_DIR --kind largest-kld|eigen|latent3d|sweep|symmetries|all``: CFASL's
+qualitative analyses of a trained VAE-family run (GIST-IRR/CFASL ``src/analysis_tools/``), written as
+PNGs (and the arrays as .npz, the symmetry numbers as .json) into RUN_DIR/analysis/ (see
+:mod:`disentkit.viz.cfasl_analysis`, :mod:`disentkit.viz.cfasl_sweep` and
+:mod:`disentkit.viz.cfasl_symmetries`; ``symmetries`` needs a CFASL model)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,22 @@ from pathlib import Path
 
 from disentkit.commands._trust import add_trust_imports, prepare_runs
 
-KINDS = ("largest-kld", "eigen", "latent3d", "sweep")
+KINDS = ("largest-kld", "eigen", "latent3d", "sweep", "symmetries")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "analyze",
         help="CFASL's qualitative analyses of a run (largest-KLD change, latent eigen, 3-D codes, "
-             "latent sweep)",
+             "latent sweep, per-factor symmetries)",
         description=(
             "Write CFASL's qualitative analyses of a trained run into RUN_DIR/analysis/: "
             "largest-kld (decode z1 -> z2 swapping the largest-KL dimensions cumulatively), "
             "eigen (eigenvalues/eigenvectors of the latent covariance), latent3d (codes on "
-            "the 3 largest-KL dimensions coloured by a factor) and sweep (image d with latent d "
-            "swept over [-limit, limit], one row per dimension). Example: "
+            "the 3 largest-KL dimensions coloured by a factor), sweep (image d with latent d "
+            "swept over [-limit, limit], one row per dimension) and symmetries (CFASL models: "
+            "the composite symmetry the model predicts for each factor's consecutive values, "
+            "applied once and as a chain, with the latents it moves; PNG + JSON). Example: "
             "disentkit analyze runs/cfasl_betavae-dsprites-seed1 --kind all"
         ),
     )
@@ -40,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mean-codes", action="store_true",
                         help="eigen: use posterior means instead of sampled z (CF samples)")
     parser.add_argument("--sampled-codes", action="store_true",
-                        help="largest-kld/sweep: decode sampled z as CF does (default: posterior "
-                             "means)")
+                        help="largest-kld/sweep/symmetries: use sampled z as CF does (default: "
+                             "posterior means)")
     parser.add_argument("--num-points", type=int, default=640, help="latent3d: images (CF: 10x64)")
     parser.add_argument("--fixed-factors", type=int, nargs="*", default=None,
                         help="latent3d: factor indices held at one random value "
@@ -52,6 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sweep: values per latent (CF: 10)")
     parser.add_argument("--sweep-limit", type=float, default=2.0,
                         help="sweep: values run over [-limit, limit] (CF: 2)")
+    parser.add_argument("--symmetry-steps", type=int, default=10,
+                        help="symmetries: value steps per factor, from value 0 (CF: every value; "
+                             "default 10)")
+    parser.add_argument("--sampled-switches", action="store_true",
+                        help="symmetries: draw the switches as training does (Gumbel-softmax, "
+                             "CF) instead of taking each switch's more probable state")
     add_trust_imports(parser)
     parser.set_defaults(handler=run)
 
@@ -72,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from disentkit.run_loading import load_run
     from disentkit.viz import cfasl_analysis as ca
-    from disentkit.viz import cfasl_sweep
+    from disentkit.viz import cfasl_sweep, cfasl_symmetries
 
     prepare_runs([args.run_dir], args)
     loaded = load_run(args.run_dir)
@@ -86,6 +95,10 @@ def _run(args: argparse.Namespace) -> int:
             # CelebA and other factor-free data: the other analyses still apply
             print(f"latent3d skipped: dataset '{getattr(data, 'name', type(data).__name__)}' has no "
                   "ground-truth factors to colour the codes by", file=sys.stderr)
+            continue
+        if kind == "symmetries" and args.kind == "all" and not _symmetries_apply(model, data):
+            print("symmetries skipped: the analysis needs a CFASL model (symmetry codebook) and a "
+                  "dataset with ground-truth factors", file=sys.stderr)
             continue
         rs = np.random.RandomState(args.seed)
         torch.manual_seed(args.seed)
@@ -104,6 +117,12 @@ def _run(args: argparse.Namespace) -> int:
                                               sampled=args.sampled_codes)
             written.append(cfasl_sweep.plot_latent_sweep(result, out / "latent_sweep.png"))
             np.savez(out / "latent_sweep.npz", **result)
+        elif kind == "symmetries":
+            result = cfasl_symmetries.factor_symmetries(
+                model, data, rs, args.symmetry_steps, sampled=args.sampled_codes,
+                sample_switches=args.sampled_switches)
+            written.append(cfasl_symmetries.plot_symmetries(result, out / "symmetries.png"))
+            written.append(cfasl_symmetries.symmetries_json(result, out / "symmetries.json"))
         else:
             result = ca.latent_scatter3d(model, data, rs, args.num_points, args.fixed_factors,
                                          args.color_factor)
@@ -114,3 +133,8 @@ def _run(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def _symmetries_apply(model: object, data: object) -> bool:
+    """``--kind all`` runs the symmetry analysis only where it can run (CFASL model, factors)."""
+    return hasattr(model, "codebook") and bool(getattr(data, "factor_sizes", None))
