@@ -84,6 +84,14 @@ class _GANConfig:
     #: LPIPS linear heads state_dict (lin0.model.1.weight, ...)
     lpips_lin: str = ""
 
+    def __post_init__(self) -> None:
+        # refused when the config is read, before any data is loaded
+        if self.perceptual_weight > 0 and not (self.lpips_vgg and self.lpips_lin):
+            raise ConfigError(
+                f"model.perceptual_weight = {self.perceptual_weight:g} needs the LPIPS weights: "
+                "set model.lpips_vgg (a VGG16 state_dict) and model.lpips_lin (the LPIPS linear "
+                "heads); none are downloaded, or set model.perceptual_weight=0")
+
 
 @dataclass
 class VQGANConfig(_GANConfig):
@@ -136,11 +144,6 @@ class _AutoencoderGAN(Model):
         if config.perceptual_weight > 0:
             from disentkit.nn.lpips_vgg import LPIPS
 
-            if not config.lpips_vgg or not config.lpips_lin:
-                raise ConfigError(
-                    f"model.perceptual_weight = {config.perceptual_weight:g} needs the LPIPS weights: "
-                    "set model.lpips_vgg (a VGG16 state_dict) and model.lpips_lin (the LPIPS linear "
-                    "heads); none are downloaded, or set model.perceptual_weight=0")
             self.perceptual = LPIPS(config.lpips_vgg, config.lpips_lin)
             self.frozen_modules = ("perceptual",)  # eval mode and in no optimiser
 
