@@ -137,6 +137,7 @@ SECTIONS = (
     ("factors", "True-factor traversals"),
     ("reconstructions", "Reconstructions"),
     ("samples", "Samples"),
+    ("swaps", "Code swaps"),
     ("curves", "Training curves"),
     ("metrics", "Metrics"),
     ("config", "Config"),
@@ -363,6 +364,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, **options: 
         page.note("samples", f"{run.config.get('model', {}).get('name', 'this model')} learns no "
                              "code: no traversals, MI matrix, reconstructions or metrics")
     _section(page, "samples", "samples", lambda: _samples(page, run))
+    if callable(getattr(run.model, "swap_grids", None)):
+        _section(page, "swaps", "code swaps", lambda: _swaps(page, run))
     _section(page, "curves", "training curves", lambda: _curves(page, run))
     if _has_code(run):
         _metrics(page, run)
@@ -552,6 +555,21 @@ def _samples(page: _Page, run: _Run) -> None:
     num = 2 * run.opts.num_images
     path = write_samples(run.model, run.files / "samples.png", num=num, seed=run.opts.seed)
     page.add("samples", _img(path, f"{num} samples: {describe(run.model)}, seed {run.opts.seed}"))
+
+
+def _swaps(page: _Page, run: _Run) -> None:
+    """A model's code-swap grids (``swap_grids``, :mod:`disentkit.viz.swaps`), as `disentkit swap`
+    writes them with its defaults."""
+    from disentkit.viz.swaps import write_swaps
+
+    if run.data is None:
+        raise ValueError("needs the run's dataset")
+    written = write_swaps(run.model, run.data, run.files / "swaps", num_sources=3, num_targets=3,
+                          seed=run.opts.seed)
+    page.note("swaps", "row 0: source images, column 0: targets; cell (i, j): target i with the "
+                       "named part of its code taken from source j")
+    page.add("swaps", '<div class="pairs">' + "".join(_img(p, name) for name, p in written.items())
+             + "</div>")
 
 
 def _curves(page: _Page, run: _Run) -> None:
