@@ -15,6 +15,7 @@ from disentkit import cli
 from disentkit.builders import build_dataset, build_model
 from disentkit.config import load_config, save_config
 from disentkit.models.base import DataFacts
+from disentkit.pixels import for_display, for_model
 from disentkit.training.checkpoint import save_atomic
 from disentkit.viz.counterfactual import (
     block_label,
@@ -64,8 +65,10 @@ def test_counterfactual_writes_the_labelled_grid_of_the_model(diti_run: Path, tm
     assert code == 0 and out.is_file()
     x_a = data_batch(data, [3])
     x_b = data_batch(data, [40])
-    with torch.no_grad():
-        grid = loaded.model.counterfactual(x_a, x_b, [(0, 1), (4, 4)], [0.0, 1.0], 2)[:, :, 0]
+    model = loaded.model
+    with torch.no_grad():  # the model works in its pixel range, [-1, 1]
+        grid = for_display(model.counterfactual(for_model(x_a, model), for_model(x_b, model),
+                                                [(0, 1), (4, 4)], [0.0, 1.0], 2)[:, :, 0], model)
     layout = loaded.model.block_layout()
     labels = [block_label(layout, 0, 1), block_label(layout, 4, 4)]
     assert labels == ["block 0 / dims 0-4", "blocks 4-7 / dims 18-31"]

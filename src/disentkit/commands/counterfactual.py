@@ -156,6 +156,7 @@ def _read_image(path: Path, size: int) -> Any:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from disentkit.pixels import for_display, for_model
     from disentkit.viz.counterfactual import (
         REFERENCE_ALPHAS,
         block_label,
@@ -177,7 +178,9 @@ def run(args: argparse.Namespace) -> int:
     device = next(model.parameters()).device
     x_a, x_b = (image_from_argument(value, loaded).to(device)[None] for value in args.image)
     with torch.no_grad():
-        grid = model.counterfactual(x_a, x_b, blocks, alphas, args.steps)[:, :, 0]
+        # the model takes and returns its own pixel range ([-1, 1]); the figure shows [0, 1]
+        grid = for_display(model.counterfactual(for_model(x_a, model), for_model(x_b, model), blocks,
+                                                alphas, args.steps)[:, :, 0], model)
     labels = [block_label(layout, s, w) for s, w in blocks]
     out = args.out or (args.run_dir / "counterfactual.png")
     save_png(counterfactual_figure(grid, x_a[0], x_b[0], labels, alphas), out)

@@ -136,26 +136,29 @@ def _unknown(name: str, known: list[str], kind: str) -> str:
 def _encode(model: Any, data: Any, indices: Any, batch_size: int = 128) -> Any:
     import torch
 
+    from disentkit.pixels import for_model
     from disentkit.viz.images import data_batch
 
     device = next(model.parameters()).device
-    with torch.no_grad():
-        return torch.cat([model.encode(data_batch(data, indices[s:s + batch_size]).to(device)).float().cpu()
+    with torch.no_grad():  # the model encodes images in its own pixel range
+        return torch.cat([model.encode(for_model(data_batch(data, indices[s:s + batch_size]).to(device),
+                                                 model)).float().cpu()
                           for s in range(0, len(indices), batch_size)])
 
 
 def regenerate(model: Any, images: Any, codes: Any, edited: Any, steps: int | None, masked: bool) -> Any:
-    """Invert ``images`` with ``codes`` and regenerate them with ``edited`` codes (B, D)."""
+    """Invert ``images`` ([0, 1]) with ``codes`` and regenerate them with ``edited`` codes (B, D);
+    [0, 1] (the model itself works in its pixel range, [-1, 1])."""
     from disentkit.diffusion.samplers import ddim_invert
-    from disentkit.pixels import to_model_range
+    from disentkit.pixels import for_display, for_model
 
+    x = for_model(images, model)
     if masked or not hasattr(model, "masks"):  # PDAE (no masks) or DiTi's masked sampler
-        return model.decode(edited, model.invert(images, steps, codes), steps)
+        return for_display(model.decode(edited, model.invert(x, steps, codes), steps), model)
     n = int(steps or model.config.sample_steps)
     x_T = ddim_invert(model.denoiser(codes, None, timestep_masks=False), model.schedule,
-                      to_model_range(images, "pm1"), n, spacing=model.config.spacing,
-                      clip_x0=model.config.clip_x0)
-    return model.decode(edited, x_T, steps, timestep_masks=False)
+                      x, n, spacing=model.config.spacing, clip_x0=model.config.clip_x0)
+    return for_display(model.decode(edited, x_T, steps, timestep_masks=False), model)
 
 
 def _slug(name: str) -> str:
@@ -168,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     from sklearn.metrics import average_precision_score
 
     from disentkit.metrics.probmask import edit_codes, edit_direction, train_probmask_classifier
+    from disentkit.pixels import for_model
     from disentkit.viz.counterfactual import manipulation_figure
     from disentkit.viz.images import save_png
 
@@ -194,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         images = data_batch(data, picks).to(device)
     scales = [-args.scale, 0.0, args.scale]
     with torch.no_grad():
-        z = model.encode(images)
+        z = model.encode(for_model(images, model))
         mean, std, step = fit["mean"].to(z), fit["std"].to(z), direction.to(z)
         edits = torch.stack([regenerate(model, images, z, edit_codes(z, mean, std, step, s), args.steps,
                                         args.masked) for s in scales])
