@@ -321,3 +321,16 @@ def test_smoke_preset_trains_three_steps_through_the_engine(tmp_path: Path) -> N
     assert isinstance(loaded.model, FDAE) and loaded.model.image_shape == (3, 32, 32)
     codes = loaded.model.encode(torch.zeros(1, 3, 32, 32))
     assert codes.shape == (1, 2 * (8 + 8))
+
+
+def test_a_training_step_runs_under_bf16_autocast() -> None:
+    """The paper presets train in bf16-mixed: the losses stay float32 and finite, the masks still
+    sum to 1 (softmax in float32)."""
+    model = _tiny(n=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model.training_losses(_images(2), 0, torch.Generator().manual_seed(0))
+        masks = model.masks_from_codes(model.content_and_mask_codes(_images(2))[1])
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    assert masks.dtype == torch.float32
+    assert torch.allclose(masks.sum(1), torch.ones(2, 16, 16), atol=1e-6)
+    losses["loss"].backward()

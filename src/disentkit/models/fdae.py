@@ -176,7 +176,8 @@ def content_decorrelation_loss(content: Tensor, scaling: str = "code") -> Tensor
         return content.new_zeros((), dtype=torch.float32)
     z = content.float()
     z = torch.nn.functional.normalize(z - z.mean(0, keepdim=True), dim=2)
-    gram = torch.einsum("bnd,bmd->nm", z, z)
+    with torch.autocast(z.device.type, enabled=False):  # a float32 sum of B d products, also in bf16 runs
+        gram = torch.einsum("bnd,bmd->nm", z, z)
     off = gram[~torch.eye(n, dtype=torch.bool, device=gram.device)].abs()
     if scaling == "paper":
         return off.sum() / max(b - 1, 1)
