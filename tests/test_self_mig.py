@@ -80,3 +80,47 @@ def test_bad_reduction_and_shape_are_one_line_errors():
         self_mig_from_discrete(np.zeros((4, 2), int), reduction="median")
     with pytest.raises(ValueError, match="K >= 2"):
         self_mig_from_discrete(np.zeros((4, 1), int))
+
+
+def _grid_data():
+    from disentkit.data.base import ArrayGroundTruthData
+
+    sizes = (3, 4, 5)
+    n = int(np.prod(sizes))
+    factors = np.stack(np.unravel_index(np.arange(n), sizes), axis=1)
+    images = np.zeros((n, 4, 4, 1), np.uint8)
+    images[:, 0, :3, 0] = factors * 50
+    return ArrayGroundTruthData(images, ["a", "b", "c"], sizes)
+
+
+def _grouped_rep(x: np.ndarray) -> np.ndarray:
+    """4 groups of 2 dims: factors a, b, c, then a copy of a's group (a duplicated concept)."""
+    f = np.rint(x[:, 0, :3, 0] * 255 / 50)
+    rot = np.array([[1.0, 0.5], [-0.3, 1.0]])
+    blocks = [np.outer(f[:, k], rot[0]) + np.outer(f[:, k] ** 2, rot[1]) for k in range(3)]
+    return np.concatenate([*blocks, 2 * blocks[0] + 1], axis=1).astype(np.float32)
+
+
+def test_suite_metric_under_the_fdae_protocol_shares_migs_draw():
+    from disentkit.evaluation import headline_scores
+    from disentkit.metrics import evaluate
+    from disentkit.metrics.sampling import sample_codes
+
+    data = _grid_data()
+    groups = [[0, 1], [2, 3], [4, 5], [6, 7]]
+    params = {"mig": {"num_train": 300, "num_clusters": 5}, "self_mig": {"num_train": 300, "num_clusters": 5}}
+    both = evaluate(data, _grouped_rep, ["mig", "self_mig"], preset="fast", params=params,
+                    protocol="fdae", groups=groups, group_dims=2, code_cache="off")
+    alone = evaluate(data, _grouped_rep, ["mig"], preset="fast", params=params, protocol="fdae",
+                     groups=groups, group_dims=2, code_cache="off")
+    assert both["encoder"]["observations"] == alone["encoder"]["observations"] == 300
+    codes, _ = sample_codes(data, _grouped_rep, 300, np.random.RandomState(0), 16)
+    direct = self_mig(codes, groups, group_dims=2, num_clusters=5)
+    got = both["metrics"]["self_mig"]
+    np.testing.assert_allclose(got["per_code"], direct["per_code"])
+    assert got["self_mig"] == pytest.approx(direct["self_mig"]) and got["group_dims"] == 2
+    assert got["per_code"][0] < 0.05 and got["per_code"][3] < 0.05  # the duplicated concept
+    assert headline_scores(both)["self_mig"] == pytest.approx(got["self_mig"])
+    # dlib protocol: one histogram-discretised code per dimension
+    flat = evaluate(data, _grouped_rep, ["self_mig"], preset="fast", params=params, code_cache="off")
+    assert len(flat["metrics"]["self_mig"]["per_code"]) == 8
