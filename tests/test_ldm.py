@@ -141,6 +141,12 @@ def test_vqgan_smoke_then_ldm_smoke_through_run_folders(tmp_path: Path) -> None:
     disentkit.train(resumed, run, resume=True)
     after = load_checkpoint(run / "checkpoints" / "last.pt")
     assert after["step"] == 3 and after["model"]["scale_factor"].item() == scale
+    # a downstream stage loads the model's own buffers by name (DisDiff takes scale_factor)
+    modules = "[first_stage,unet,scale_factor,scale_fitted]"
+    child = load_config("ldm/smoke", [f"out_dir={tmp_path / 'runs'}", "name=child", "train.steps=1",
+                                      *data, f"init.run={run}", f"init.modules={modules}"])
+    child_state = load_checkpoint(disentkit.train(child) / "checkpoints" / "last.pt")
+    assert child_state["model"]["scale_factor"].item() == scale
 
 
 def test_ldm_first_stage_that_does_not_match_the_upstream_is_refused(tmp_path: Path) -> None:
