@@ -157,6 +157,11 @@ class DiTi(PDAE):
         """(start dimension, width) of each of the k blocks."""
         return list(self._layout)
 
+    def block_times(self) -> list[tuple[int, int]]:
+        """[first, last + 1) time steps of each block."""
+        index = self._index.tolist()
+        return [(index.index(i), len(index) - index[::-1].index(i)) for i in range(len(self._layout))]
+
     def dimension_blocks(self) -> list[int]:
         """The block (time-step interval) of each code dimension."""
         return [i for i, (_, width) in enumerate(self._layout) for _ in range(width)]

@@ -136,8 +136,11 @@ SECTIONS = (
     ("mi", "Mutual information between codes and factors"),
     ("factors", "True-factor traversals"),
     ("reconstructions", "Reconstructions"),
+    ("autoencoder", "Code layout and counterfactuals"),
     ("samples", "Samples"),
     ("swaps", "Code swaps"),
+    ("masks", "Concept masks"),
+    ("pca", "Content codes along their first PCA direction"),
     ("curves", "Training curves"),
     ("metrics", "Metrics"),
     ("config", "Config"),
@@ -360,12 +363,16 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, **options: 
         if run.factor_names:
             _section(page, "factors", "true-factor traversals", lambda: _factors(page, run))
         _section(page, "reconstructions", "reconstructions", lambda: _reconstructions(page, run))
+        _section(page, "autoencoder", "code layout and counterfactuals", lambda: _autoencoder(page, run))
     else:
         page.note("samples", f"{run.config.get('model', {}).get('name', 'this model')} learns no "
                              "code: no traversals, MI matrix, reconstructions or metrics")
     _section(page, "samples", "samples", lambda: _samples(page, run))
     if callable(getattr(run.model, "swap_grids", None)):
         _section(page, "swaps", "code swaps", lambda: _swaps(page, run))
+    if callable(getattr(run.model, "masks_from_codes", None)):  # FDAE's concept masks
+        _section(page, "masks", "concept masks", lambda: _masks(page, run))
+        _section(page, "pca", "PCA traversals", lambda: _pca_traversals(page, run))
     _section(page, "curves", "training curves", lambda: _curves(page, run))
     if _has_code(run):
         _metrics(page, run)
@@ -545,6 +552,25 @@ def _reconstructions(page: _Page, run: _Run) -> None:
     page.add("reconstructions", _img(path, "top: originals, bottom: reconstructions"))
 
 
+def _autoencoder(page: _Page, run: _Run) -> None:
+    """A diffusion autoencoder's (pdae, diti) code blocks and a counterfactual grid of two images."""
+    from disentkit.viz.autoencoder import is_diffusion_autoencoder, layout_rows, write_counterfactual
+    from disentkit.viz.images import data_batch
+    from disentkit.viz.latents import sample_indices
+
+    if not is_diffusion_autoencoder(run.model):
+        return
+    page.add("autoencoder", _grid(("blocks", "time steps", "code dims", "width"), layout_rows(run.model),
+                                  num_cols=(3,)))
+    if run.data is None:
+        raise ValueError("the counterfactual grid needs the run's dataset")
+    idx = sample_indices(len(run.data), 2, run.opts.seed)
+    steps = getattr(run.model.config, "sample_steps", None)
+    path = write_counterfactual(run.model, data_batch(run.data, idx), run.files / "counterfactual.png")
+    page.add("autoencoder", _img(path, f"counterfactual: segments of image #{idx[0]}'s code moved towards "
+                                       f"image #{idx[1]}'s (DDIM inversion and regeneration, {steps} steps)"))
+
+
 def _samples(page: _Page, run: _Run) -> None:
     """Samples: a diffusion model's sampler (its config's small step budget), or decoded prior
     draws (:mod:`disentkit.viz.samples`)."""
@@ -570,6 +596,32 @@ def _swaps(page: _Page, run: _Run) -> None:
                        "named part of its code taken from source j")
     page.add("swaps", '<div class="pairs">' + "".join(_img(p, name) for name, p in written.items())
              + "</div>")
+
+
+def _masks(page: _Page, run: _Run) -> None:
+    """A mask-based model's (FDAE) N masks per image, as `disentkit masks` writes them."""
+    from disentkit.viz.fdae_views import write_masks
+
+    if run.data is None:
+        raise ValueError("needs the run's dataset")
+    path, count, concepts = write_masks(run.model, run.data, run.files / "masks.png",
+                                        num=run.opts.num_images, seed=run.opts.seed)
+    page.add("masks", _img(path, f"{count} images: the image, its {concepts} masks (they sum to 1 at "
+                                 "every pixel) and the most weighted concept per pixel"))
+
+
+def _pca_traversals(page: _Page, run: _Run) -> None:
+    """Each content code moved along its first PCA direction (FDAE paper Fig. 6)."""
+    from disentkit.viz.fdae_views import write_pca_traversals
+
+    if run.data is None:
+        raise ValueError("needs the run's dataset")
+    paths = write_pca_traversals(run.model, run.data, run.files / "pca", num_seeds=3, steps=5,
+                                 seed=run.opts.seed)
+    page.note("pca", "rows: images; columns: the content code's score on its first principal "
+                     "direction (5-95 % quantiles over 256 images), every other code kept; one "
+                     "shared noise image, the run's sample_steps")
+    page.add("pca", '<div class="pairs">' + "".join(_img(p, p.stem) for p in paths) + "</div>")
 
 
 def _curves(page: _Page, run: _Run) -> None:
