@@ -3,6 +3,8 @@ the LFW-style regression probe, and ProbMask (sparse classifier + editing direct
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -133,3 +135,107 @@ def test_probmask_finds_the_attribute_dimension_and_edits_along_it() -> None:
     assert torch.allclose(step, 0.3 * 32**0.5 * direction.expand_as(step), atol=1e-4)
     with pytest.raises(ConfigError, match=r"both values"):
         train_probmask_classifier(codes, np.ones(512), keep=4)
+
+
+class _LabelledImages:
+    """4 binary attributes drawn as bright pixels in the left column of 4x4 grey images and their
+    opposites in the right column, so a mirrored image (what the flip augmentation encodes) shows
+    the "encoder" the opposite labels."""
+
+    name = "labelled"
+    value_max = 255
+
+    def __init__(self, n: int) -> None:
+        rng = np.random.default_rng(0)
+        self.attributes = rng.choice([-1, 1], size=(n, 4)).astype(np.int8)
+        self.images = np.zeros((n, 4, 4, 1), np.uint8)
+        self.images[:, :, 0, 0] = np.where(self.attributes > 0, 255, 0)
+        self.images[:, :, 1:3, 0] = rng.integers(0, 60, size=(n, 4, 2))
+        self.images[:, :, 3, 0] = np.where(self.attributes > 0, 0, 255)  # the opposite labels
+
+    def __len__(self) -> int:
+        return len(self.attributes)
+
+    def uint8_from_indices(self, indices: np.ndarray) -> np.ndarray:
+        return self.images[np.asarray(indices)]
+
+
+def _left_column(batch: np.ndarray) -> np.ndarray:
+    return np.asarray(batch)[:, :, 0, 0] * 4 - 2  # what the "encoder" sees: the left column only
+
+
+def test_eval_suite_scores_the_linear_probe_on_index_ordered_splits() -> None:
+    from disentkit.metrics import evaluate_attributes
+
+    data = _LabelledImages(600)
+    common = {"preset": "fast", "num_train": 400, "num_test": 100, "num_points": 200}
+    out = evaluate_attributes(data, _left_column, probe="linear", **common,
+                              params={"linear_probe_ap": {"batch_size": 32, "lr": 1e-2, "flip": False}})
+    assert set(out["metrics"]) == {"tad", "linear_probe_ap"}  # binary labels, linear probe asked for
+    params = out["config"]["params"]["linear_probe_ap"]
+    assert (params["num_train"], params["num_valid"], params["num_test"]) == (360, 40, 100)
+    assert (params["first_train_index"], params["first_test_index"]) == (100, 500)
+    assert out["metrics"]["linear_probe_ap"]["mean_ap"] > 0.99
+    # with flips, about half the training rows are mirrored images showing the opposite labels
+    flipped = evaluate_attributes(data, _left_column, metrics=["linear_probe_ap"], **common,
+                                  params={"linear_probe_ap": {"batch_size": 32, "lr": 1e-2}})
+    assert flipped["config"]["params"]["linear_probe_ap"]["flip"] is True
+    assert flipped["metrics"]["linear_probe_ap"]["mean_ap"] < 0.9
+    closed = evaluate_attributes(data, _left_column, **common)
+    assert set(closed["metrics"]) == {"tad", "attribute_probe_ap"}
+    with pytest.raises(ConfigError, match=r"num_valid must be between 1 and 399"):
+        evaluate_attributes(data, _left_column, metrics=["linear_probe_ap"], **common,
+                            params={"linear_probe_ap": {"num_valid": 400}})
+
+
+def _celeba_run(root: Path, count: int = 64) -> Path:
+    """A CelebA folder in the real layout (178x218 JPEGs, list_attr_celeba.txt) and an untrained
+    vae/smoke run on it, written by hand (no training needed to score a representation)."""
+    from PIL import Image
+
+    from disentkit.builders import build_dataset, build_model
+    from disentkit.config import load_config, save_config
+    from disentkit.models.base import DataFacts
+    from disentkit.training.checkpoint import save_atomic
+
+    names = ["Smiling", "Male", "Young"]
+    folder = root / "celeba" / "img_align_celeba"
+    folder.mkdir(parents=True)
+    lines = [str(count), " ".join(names) + " "]
+    for i in range(count):
+        bits = [1 if (i >> a) & 1 else -1 for a in range(len(names))]
+        colour = tuple(200 if b > 0 else 30 for b in bits)
+        Image.new("RGB", (178, 218), colour).save(folder / f"{i + 1:06d}.jpg")
+        lines.append(f"{i + 1:06d}.jpg " + " ".join(f"{v:2d}" for v in bits))
+    (root / "celeba" / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    config = load_config("vae/smoke", ["data.name=celeba", "data.image_size=32", f"data_root={root}"])
+    facts = DataFacts.of(build_dataset(config))
+    torch.manual_seed(0)
+    model = build_model(config, facts)
+    run = root / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    save_config(config, run / "config.yaml")
+    save_atomic({"model": model.state_dict(), "data_facts": facts.to_dict()}, run / "checkpoints" / "last.pt")
+    return run
+
+
+def test_eval_cli_linear_probe_and_reference_epoch_selection(tmp_path: Path, capsys) -> None:
+    import json
+
+    from disentkit import cli
+
+    run = _celeba_run(tmp_path)
+    sizes = ["--attr-train", "40", "--attr-test", "16", "--attr-points", "48"]
+    assert cli.main(["eval", str(run), "--probe", "linear", *sizes]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert set(results["evaluated"]) == {"tad", "linear_probe_ap"}
+    probe = results["metrics"]["linear_probe_ap"]
+    assert len(probe["valid_mean_ap_per_epoch"]) == 15 and 0 <= probe["best_epoch"] < 15
+    assert results["entries"]["linear_probe_ap"]["params"]["num_valid"] == 4
+    assert "| linear_probe_ap |" in capsys.readouterr().out
+    assert cli.main(["eval", str(run), "--metrics", "linear_probe_regression", "--select-epoch-on",
+                     "test", *sizes]) == 0
+    regression = json.loads((run / "results.json").read_text())["metrics"]["linear_probe_regression"]
+    assert regression["select_on"] == "test" and regression["num_train"] == 40
+    per_epoch = regression["test_mean_pearson_r_per_epoch"]
+    assert regression["mean_pearson_r"] == max(per_epoch)

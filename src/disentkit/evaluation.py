@@ -60,6 +60,7 @@ def evaluate_run(
     protocol: str | None = None,
     groups: dict[str, int | None] | None = None,
     attribute_split: dict[str, int | None] | None = None,
+    attribute_probe: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """Score a run's representation on its dataset; returns and saves the results.
 
@@ -81,6 +82,9 @@ def evaluate_run(
     takes ``eval.num_groups`` / ``eval.group_size``, else the groups the model declares
     (``code_groups()``) (:func:`resolve_protocol`). ``attribute_split`` (attribute data):
     ``{"num_train", "num_test", "num_points"}`` over the preset's split sizes. ``results.json`` holds
+    ``attribute_probe`` (attribute data): ``{"probe": "closed_form" | "linear", "select_on":
+    "valid" | "test"}``: the default probes, and where ``linear_probe_regression`` picks its epoch
+    (:func:`disentkit.metrics.attribute_probe.linear_probe_regression`). ``results.json`` holds
     the run, dataset, representation, every metric's result, the parameters and protocol
     (``config``), library versions and timings.
     """
@@ -100,6 +104,10 @@ def evaluate_run(
                                     sample_seed=seed)
     protocol, groups, chosen = resolve_protocol(run.model, cfg, protocol, groups)
     if hasattr(data, "factor_sizes"):
+        if any(v is not None for v in (attribute_probe or {}).values()):
+            raise ConfigError(
+                "--probe / --select-epoch-on apply to attribute-labelled data such as celeba or lfw; "
+                f"'{run.config.data.name}' has ground-truth factors; drop them")
         if any(v is not None for v in (attribute_split or {}).values()):
             raise ConfigError(
                 "the attribute split sizes (--attr-train/--attr-test/--attr-points) apply to "
@@ -117,8 +125,13 @@ def evaluate_run(
         if protocol != "dlib" and chosen:
             raise ConfigError(f"protocol {protocol!r} scores code groups on ground-truth factors; "
                               f"'{run.config.data.name}' has attribute labels only, so drop --protocol")
+        options = attribute_probe or {}
+        select = ({"linear_probe_regression": {"select_on": options["select_on"]}}
+                  if options.get("select_on") else None)
         results = evaluate_attributes(data, rep, metrics=list(metrics) if metrics else None, seed=seed,
-                                      preset=preset, **(attribute_split or {}))
+                                      preset=preset, params=select,
+                                      probe=options.get("probe") or "closed_form",
+                                      **(attribute_split or {}))
     else:
         raise UnscorableDataError(
             f"dataset '{run.config.data.name}' has neither ground-truth factors nor attribute labels; "

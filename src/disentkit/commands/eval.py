@@ -1,5 +1,6 @@
 """``disentkit eval RUN_DIR [--metrics ...] [--preset study|fast] [--seed N] [--representation mean|sampled]
-[--protocol dlib|fdae|disdiff --groups K | --group-size S] [--attr-train N --attr-test N --attr-points N]``
+[--protocol dlib|fdae|disdiff --groups K | --group-size S] [--attr-train N --attr-test N --attr-points N]
+[--probe closed_form|linear] [--select-epoch-on valid|test]``
 
 Writes ``results.json`` (scores, parameters, protocol, library versions) into the run and prints
 a table (:func:`disentkit.evaluation.evaluate_run`)."""
@@ -68,6 +69,14 @@ def _add_attribute_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--attr-test", type=_positive, metavar="N",
                        help="held-out images at the end of the data set (probes and TAD)")
     group.add_argument("--attr-points", type=_positive, metavar="N", help="TAD: number of codes")
+    group.add_argument("--probe", choices=["closed_form", "linear"], default=None,
+                       help="the default probes: closed_form (fast: logistic / least squares) or "
+                            "linear (DiTi's: a Linear layer trained 15 epochs with Adam, the epoch "
+                            "chosen on validation images; metrics linear_probe_ap / "
+                            "linear_probe_regression)")
+    group.add_argument("--select-epoch-on", choices=["valid", "test"], default=None,
+                       help="linear_probe_regression: pick the epoch on validation images (default) "
+                            "or on the test images, as DiTi's LFW script does (reference-compatible)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
                              "group_dims": args.group_dims,
                              "disdiff_fit_points": args.disdiff_fit_points},
                      attribute_split={"num_train": args.attr_train, "num_test": args.attr_test,
-                                      "num_points": args.attr_points})
+                                      "num_points": args.attr_points},
+                     attribute_probe={"probe": args.probe, "select_on": args.select_epoch_on})
     except (ValueError, LookupError) as err:  # bad metric names, datasets without labels, ...
         print(f"disentkit eval: error: {err}", file=sys.stderr)
         return 2

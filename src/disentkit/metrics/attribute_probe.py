@@ -21,6 +21,12 @@ with the training mean/std first. All randomness (initialisation, shuffling, fli
 ``torch.Generator`` seeded with ``seed``: the same inputs give the same result, and torch's
 global generator is left untouched. The closed-form probes of :mod:`disentkit.metrics.attributes`
 stay the fast option.
+
+In :func:`~disentkit.metrics.evaluate_attributes` (``disentkit eval RUN --probe linear`` or
+``--metrics linear_probe_ap linear_probe_regression``) the rows come in the data set's index order
+(:func:`probe_split`): the held-out part at the end (CelebA: the official test partition), the
+validation rows just before it (CelebA: the official valid partition), the training rows before
+those; the flip codes are those of the mirrored training images.
 """
 
 from __future__ import annotations
@@ -34,8 +40,18 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from disentkit.errors import ConfigError
+from disentkit.metrics.declare import declare_metric
 
-__all__ = ["average_precisions", "linear_probe_ap", "linear_probe_regression", "pearson_r"]
+__all__ = ["LINEAR_PROBES", "average_precisions", "linear_probe_ap", "linear_probe_regression",
+           "pearson_r", "probe_split", "run_linear_probe"]
+
+#: the trained probes :func:`~disentkit.metrics.evaluate_attributes` scores with these functions
+LINEAR_PROBES = ("linear_probe_ap", "linear_probe_regression")
+#: size of the aligned CelebA set, its official valid and test partitions (list_eval_partition.txt)
+CELEBA_SIZE, CELEBA_VALID, CELEBA_TEST = 202599, 19867, 19962
+
+_AP_SETTINGS = {"epochs": 15, "batch_size": 128, "lr": 1e-3, "shuffle": False, "flip": True}
+_REGRESSION_SETTINGS = {"epochs": 15, "batch_size": 64, "lr": 1e-3, "shuffle": True, "select_on": "valid"}
 
 
 def _tensor(values: Any) -> torch.Tensor:
@@ -135,6 +151,11 @@ def _check_rows(name: str, codes: np.ndarray, labels: np.ndarray, dim: int | Non
                           f"{codes.shape[1]}")
 
 
+@declare_metric(
+    "linear_probe_ap", headline="mean_ap", order=112, kind="attributes",
+    presets={"study": {"num_train": None, "num_valid": None, "num_test": None, **_AP_SETTINGS},
+             "fast": {"num_train": 2000, "num_valid": None, "num_test": 1000, **_AP_SETTINGS}},
+)
 def linear_probe_ap(
     codes_train: np.ndarray,
     labels_train: np.ndarray,
@@ -197,6 +218,11 @@ def _labelled(codes: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.nd
     return codes[keep], targets[keep]
 
 
+@declare_metric(
+    "linear_probe_regression", headline="mean_pearson_r", order=122, kind="attributes",
+    presets={"study": {"num_train": None, "num_valid": None, "num_test": None, **_REGRESSION_SETTINGS},
+             "fast": {"num_train": 2000, "num_valid": None, "num_test": 1000, **_REGRESSION_SETTINGS}},
+)
 def linear_probe_regression(
     codes_train: np.ndarray,
     targets_train: np.ndarray,
@@ -271,3 +297,46 @@ def linear_probe_regression(
 def _as_2d(targets: np.ndarray) -> np.ndarray:
     t = np.asarray(targets, np.float64)
     return t[:, None] if t.ndim == 1 else t
+
+
+def probe_split(num_items: int, num_train: int | None, num_valid: int | None, num_test: int | None,
+                name: str = "") -> tuple[np.ndarray, np.ndarray, int]:
+    """(fit indices, test indices, number of validation rows) of a data set in index order.
+
+    The test part and the part before it are :func:`~disentkit.metrics.attribute_split`'s; the
+    validation rows are the last ``num_valid`` of the part before the test part (the fit indices
+    end with them). ``num_valid=None``: CelebA's official valid partition (19 867 images) for the
+    full aligned CelebA with the default sizes, else a tenth of the fit part (at least 1).
+    """
+    from disentkit.metrics.attribute_suite import attribute_split
+
+    train, test = attribute_split(num_items, num_train, num_test, name)
+    if num_valid is None:
+        official = name.startswith("celeba") and num_items == CELEBA_SIZE \
+            and len(train) == CELEBA_SIZE - CELEBA_TEST
+        num_valid = CELEBA_VALID if official else max(1, len(train) // 10)
+    if not 1 <= num_valid < len(train):
+        raise ConfigError(
+            f"linear probe split: {len(train)} images precede the held-out ones, so num_valid must be "
+            f"between 1 and {len(train) - 1}, got {num_valid}; lower it or raise --attr-train")
+    return train, test, int(num_valid)
+
+
+def run_linear_probe(metric: str, params: dict[str, Any], codes_fit: np.ndarray, labels_fit: np.ndarray,
+                     codes_test: np.ndarray, labels_test: np.ndarray,
+                     mirrored: Callable[[], np.ndarray] | None = None) -> dict[str, Any]:
+    """Score ``metric`` (one of :data:`LINEAR_PROBES`) with the suite's parameters; the last
+    ``params["num_valid"]`` fit rows are the validation rows. ``mirrored()`` returns the codes of
+    the mirrored training rows (called only when ``params["flip"]``)."""
+    p = dict(params)
+    n_valid = int(p.pop("num_valid"))
+    codes_tr, codes_va = codes_fit[:-n_valid], codes_fit[-n_valid:]
+    labels_tr, labels_va = labels_fit[:-n_valid], labels_fit[-n_valid:]
+    if metric == "linear_probe_ap":
+        flip = p.pop("flip", False)
+        return linear_probe_ap(codes_tr, labels_tr, codes_va, labels_va, codes_test, labels_test,
+                               codes_train_flipped=mirrored() if flip and mirrored else None, **p)
+    if p.get("select_on", "valid") == "test":  # the reference's mode: every fit row trains
+        return linear_probe_regression(codes_fit, labels_fit, codes_test, labels_test, **p)
+    return linear_probe_regression(codes_tr, labels_tr, codes_test, labels_test, codes_valid=codes_va,
+                                   targets_valid=labels_va, **p)

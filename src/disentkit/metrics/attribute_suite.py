@@ -19,6 +19,10 @@ once, and score the arrays with :mod:`disentkit.metrics.attributes`:
   the held-out part (PDAE/DiTi CelebA protocol, closed-form substitute, see ``attributes``).
 * ``attribute_regression`` -- least squares on the continuous attributes, mean Pearson r and
   mean MSE on the held-out part (DiTi's LFW protocol, closed-form substitute).
+* ``linear_probe_ap`` / ``linear_probe_regression`` -- DiTi's trained linear probes
+  (:mod:`disentkit.metrics.attribute_probe`): 15 Adam epochs, the epoch chosen on validation rows
+  just before the held-out part (CelebA: the official valid partition); ``probe="linear"``
+  makes them the defaults in place of the closed-form probes.
 
 Presets: ``study`` (the protocols' sizes) and ``fast`` (2000 / 1000 images, for monitoring; so at
 least 3000 images). ``num_train`` / ``num_test`` / ``num_points`` of :func:`evaluate_attributes`
@@ -37,6 +41,7 @@ import numpy as np
 
 from disentkit.data.base import unit_float
 from disentkit.errors import ConfigError
+from disentkit.metrics.attribute_probe import LINEAR_PROBES, probe_split, run_linear_probe
 from disentkit.metrics.attributes import attribute_probe_ap, attribute_regression, tad_protocol
 from disentkit.metrics.declare import PresetView
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, encode_observations
@@ -45,7 +50,8 @@ from disentkit.progress import duration, say
 __all__ = ["ATTRIBUTE_METRICS", "ATTRIBUTE_PRESETS", "attribute_split", "default_attribute_metrics",
            "evaluate_attributes"]
 
-ATTRIBUTE_METRICS = ("tad", "attribute_probe_ap", "attribute_regression")
+ATTRIBUTE_METRICS = ("tad", "attribute_probe_ap", "attribute_regression", "linear_probe_ap",
+                     "linear_probe_regression")
 
 #: size of the aligned CelebA set and of its official test partition (``list_eval_partition.txt``)
 CELEBA_SIZE, CELEBA_TEST = 202599, 19962
@@ -106,6 +112,7 @@ def evaluate_attributes(
     num_train: int | None = None,
     num_test: int | None = None,
     num_points: int | None = None,
+    probe: str = "closed_form",
 ) -> dict[str, Any]:
     """Score a representation on an attribute-labelled image data set (module docstring).
 
@@ -119,6 +126,7 @@ def evaluate_attributes(
         num_train, num_test: split sizes for every metric (the probes' training and held-out
             parts; TAD's held-out part), over the preset and ``params``; None keeps them.
         num_points: TAD's number of codes, over the preset and ``params``.
+        probe: ``"closed_form"`` or ``"linear"``: which probes the defaults (``metrics=None``) use.
 
     Returns the same layout as :func:`~disentkit.metrics.evaluate`: ``{"metrics", "config",
     "versions", "timings_s", "encoder"}``.
@@ -137,7 +145,11 @@ def evaluate_attributes(
             f"{name}: attributes must be (num_images, num_attributes) = ({len(data)}, A), got "
             f"{attributes.shape}"
         )
-    metrics = list(metrics) if metrics else default_attribute_metrics(attributes)
+    if probe not in ("closed_form", "linear"):
+        raise ConfigError(f"probe must be 'closed_form' or 'linear', got {str(probe)[:40]!r}")
+    linear = {"attribute_probe_ap": "linear_probe_ap", "attribute_regression": "linear_probe_regression"}
+    metrics = list(metrics) if metrics else [linear.get(m, m) if probe == "linear" else m
+                                             for m in default_attribute_metrics(attributes)]
     unknown = [m for m in metrics if m not in ATTRIBUTE_METRICS]
     if unknown:
         raise ValueError(
@@ -160,6 +172,10 @@ def evaluate_attributes(
                                   "(disentkit eval --attr-points N)")
             start = int(test[0]) if len(data) - int(test[0]) >= n else len(data) - n
             plans[metric] = (p, np.arange(start, start + n), np.arange(0))
+        elif metric in LINEAR_PROBES:  # trained probes: validation rows at the end of the fit part
+            train, test, p["num_valid"] = probe_split(len(data), p.pop("num_train"), p.get("num_valid"),
+                                                      p.pop("num_test"), name)
+            plans[metric] = (p, train, test)
         else:
             train, test = attribute_split(len(data), p.pop("num_train"), p.pop("num_test"), name)
             plans[metric] = (p, train, test)
@@ -185,6 +201,15 @@ def evaluate_attributes(
             config["params"][metric] = {**p, "num_points": len(tr), "first_index": int(tr[0])}
             results[metric] = tad_protocol(codes_needed[row[tr]], attributes[tr], seed=seed,
                                            max_points=None, **p)
+        elif metric in LINEAR_PROBES:
+            fit = tr[:-p["num_valid"]]
+            config["params"][metric] = {**p, "num_train": len(fit), "num_test": len(te),
+                                        "first_train_index": int(tr[0]), "first_test_index": int(te[0])}
+            results[metric] = run_linear_probe(
+                metric, p, codes_needed[row[tr]], attributes[tr], codes_needed[row[te]], attributes[te],
+                mirrored=lambda fit=fit: encode_observations(  # NHWC: axis 2 is the width
+                    representation_function, np.ascontiguousarray(_observations(data, fit)[:, :, ::-1]),
+                    encode_batch_size))
         else:
             config["params"][metric] = {**p, "num_train": len(tr), "num_test": len(te),
                                         "first_train_index": int(tr[0]), "first_test_index": int(te[0])}
