@@ -145,7 +145,12 @@ def _make_optimiser(spec: OptimiserSpec, config: RunConfig) -> torch.optim.Optim
 
 def _compiled_losses(model: Any, config: RunConfig) -> Any:
     """``model.training_losses`` through ``torch.compile`` (``train.compile_mode``;
-    ``reduce-overhead`` replays CUDA graphs, which suits small models whose steps are short)."""
+    ``reduce-overhead`` replays CUDA graphs, which suits small models whose steps are short).
+    Random draws inside the compiled code keep torch's own generator (inductor's ``fallback_random``):
+    inductor's faster generator would draw other noise than an eager run of the same seed."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fallback_random = True
     return torch.compile(model.training_losses, mode=config.train.compile_mode)
 
 
