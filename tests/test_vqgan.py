@@ -78,6 +78,15 @@ def test_quantiser_output_is_the_codebook_with_a_straight_through_gradient() -> 
     assert vq.embedding.weight.grad is None or not vq.embedding.weight.grad.any()
 
 
+
+def test_nearest_codes_are_chosen_in_float32_under_autocast() -> None:
+    torch.manual_seed(0)
+    vq = VectorQuantizer(512, 3)
+    z = torch.randn(4, 3, 8, 8) * 0.01  # codes 2/512 apart: bf16 distances would confuse them
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = vq(z).indices
+    assert torch.equal(mixed, vq(z).indices)
+
 # ---- the GAN terms --------------------------------------------------------------------------------
 def test_adaptive_weight_is_the_gradient_norm_ratio_at_the_decoders_last_conv() -> None:
     model = _vqgan(disc_weight=0.75)

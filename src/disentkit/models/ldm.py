@@ -124,9 +124,11 @@ class LDM(Model):
         self.scale_fitted.fill_(True)
 
     @torch.no_grad()
-    def first_stage_latent(self, x_pm1: Tensor) -> Tensor:
-        """The unscaled latent the diffusion is trained on (KL: a posterior draw)."""
-        return self.first_stage.encode_latent(x_pm1, sample=not self.config.first_stage.quantize)
+    def first_stage_latent(self, x_pm1: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The unscaled latent the diffusion is trained on (KL: a posterior draw from
+        ``generator``, else from the global RNG)."""
+        return self.first_stage.encode_latent(x_pm1, sample=not self.config.first_stage.quantize,
+                                              generator=generator)
 
     def to_latent(self, x01: Tensor) -> Tensor:
         """Images in [0, 1] -> scaled latents ``scale_factor * z`` (unquantised; KL: the mean)."""
@@ -142,7 +144,7 @@ class LDM(Model):
                         generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """The L1 (or L2) eps loss on the scaled first-stage latents of ``batch`` ([-1, 1])."""
         del step
-        z = self.first_stage_latent(batch)
+        z = self.first_stage_latent(batch, generator)
         if not bool(self.scale_fitted):
             self.fit_scale(z)
         z = self.scale_factor * z

@@ -49,11 +49,13 @@ class VectorQuantizer(nn.Module):
 
     def nearest(self, z: Tensor) -> Tensor:
         """The index of the nearest codebook entry of each position of ``z`` (B, C, H, W) -> (B, H, W)."""
-        flat = z.permute(0, 2, 3, 1).reshape(-1, self.dim)
-        codebook = self.embedding.weight
-        # |z|^2 + |e|^2 - 2 z.e, the reference's expansion of the squared distance
-        distance = (flat.pow(2).sum(1, keepdim=True) + codebook.pow(2).sum(1)[None]
-                    - 2.0 * flat @ codebook.t())
+        # float32 even under autocast: bf16 distances would pick neighbours the reference does not
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, self.dim)
+            codebook = self.embedding.weight.detach().float()
+            # |z|^2 + |e|^2 - 2 z.e, the reference's expansion of the squared distance
+            distance = (flat.pow(2).sum(1, keepdim=True) + codebook.pow(2).sum(1)[None]
+                        - 2.0 * flat @ codebook.t())
         b, _, h, w = z.shape
         return distance.argmin(dim=1).reshape(b, h, w)
 
