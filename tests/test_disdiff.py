@@ -6,6 +6,7 @@ does not depend on where the latents come from) in seconds."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -193,3 +194,80 @@ def test_sampling_uses_the_code_and_is_seeded():
     s = model.sample(2, generator=torch.Generator().manual_seed(1), steps=2)
     assert s.shape == (2, 3, 16, 16) and torch.isfinite(s).all()
     assert F.l1_loss(model.reconstruct(_batch()[:2]), model.decode(model.encode(_batch()[:2]))) < 1e-6
+
+
+# ---- the latent pipeline and the presets ------------------------------------------------------
+PAPER = ("shapes3d", "cars3d", "mpi3d_toy", "celeba")
+
+
+def test_one_command_trains_ae_then_ldm_then_disdiff_and_keeps_upstream_weights(tmp_path) -> None:
+    from disentkit.cli import main
+    from disentkit.training.checkpoint import CHECKPOINT_DIR, load_latest
+
+    # every stage shortened: vqgan (inside ldm's init) and ldm (inside disdiff's init) 1 step
+    assert main(["train", "preset=disdiff/smoke", f"out_dir={tmp_path}", "train.steps=2",
+                 'init.overrides=["train.steps=1", "init.overrides=[train.steps=1]"]']) == 0
+    vq, ldm, dd = (tmp_path / f"{p}-smoke-seed0" for p in ("vqgan", "ldm", "disdiff"))
+    states = {}
+    for run in (vq, ldm, dd):
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "finished", run
+        states[run.name] = load_latest(run / CHECKPOINT_DIR)[0]["model"]
+    assert json.loads((dd / "summary.json").read_text())["upstream"]["run"] == str(ldm.resolve())
+    ae, lat, mine = states[vq.name], states[ldm.name], states[dd.name]
+    first = {k: v for k, v in mine.items() if k.startswith("first_stage.")}
+    unet = {k: v for k, v in mine.items() if k.startswith("unet.")}
+    assert first and unet
+    # stage 1 and 2 weights bit-identical after stage 3's optimiser steps
+    assert all(torch.equal(v, ae["autoencoder." + k[len("first_stage."):]]) for k, v in first.items())
+    assert all(torch.equal(v, lat[k]) for k, v in unet.items())
+    assert mine["scale_factor"].item() == lat["scale_factor"].item() != 1.0  # the fitted scale
+    # stage 3 trained its own modules
+    assert any(not torch.equal(v, lat.get(k, v * 0)) for k, v in mine.items() if k.startswith("shift."))
+
+
+def _preset(name: str) -> dict:
+    from disentkit.config import load_preset
+
+    return load_preset(name)
+
+
+@pytest.mark.parametrize("name", [*PAPER, "smoke", "shapes3d_like"])
+def test_preset_repeats_its_upstream_ldm_model_and_data(name: str) -> None:
+    mine, upstream = _preset(f"disdiff/{name}"), _preset(_preset(f"disdiff/{name}")["init"]["preset"])
+    expected = {k: v for k, v in upstream["model"].items() if k != "name"}
+    assert mine["model"]["ldm"] == expected
+    assert mine["data"] == upstream["data"]
+    assert mine["init"]["use_ema"] is False  # the reference's inverted load_ema_ckpt: true
+
+
+def test_paper_presets_have_the_reference_settings() -> None:
+    for name in PAPER:
+        model = _preset(f"disdiff/{name}")["model"]
+        assert (model["num_factors"], model["factor_dim"], model["dis_loss_type"]) == (6, 32, "Z")
+        assert model["dis_weight"] == (0.01 if name == "mpi3d_toy" else 0.05)
+    assert _preset("disdiff/celeba")["eval"]["metrics"] == ["tad"]
+
+
+def test_paper_preset_builds_the_reference_networks() -> None:
+    from disentkit.builders import build_model
+    from disentkit.config import load_config
+    from disentkit.models.base import DataFacts
+
+    with torch.device("meta"):
+        model = build_model(load_config("disdiff/shapes3d"), DataFacts((3, 64, 64), 1))
+
+    def count(module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    assert count(model.encoder) == 1_516_480
+    assert count(model.unet) + count(model.shift) == 52_161_158 and count(model.shift) == 22_738_691
+    assert model.latent_shape == (3, 16, 16)
+
+
+def test_ldm_grid_drops_the_off_schedule_time_when_steps_do_not_divide_T() -> None:
+    from disentkit.diffusion.schedules import DiscreteSchedule
+    from disentkit.diffusion.timesteps import ddim_grid
+
+    grid = ddim_grid(DiscreteSchedule.scaled_linear(1000), 3, "ldm")
+    assert grid.times.tolist() == [0, 1, 334, 667]

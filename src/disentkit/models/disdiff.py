@@ -130,12 +130,16 @@ class DisDiffConfig:
 
 
 class PixelCodec(nn.Module):
-    """The identity "first stage": diffusion on the images (``latent: pixel``)."""
+    """The identity "first stage": diffusion on the images (``latent: pixel``), with the
+    interface of :class:`~disentkit.nn.ldm_autoencoder.LatentAutoencoder`."""
 
-    def encode_latent(self, x: Tensor) -> Tensor:
+    def encode_latent(self, x: Tensor, sample: bool = False,
+                      generator: torch.Generator | None = None) -> Tensor:
+        del sample, generator
         return x
 
-    def decode_latent(self, z: Tensor) -> Tensor:
+    def decode_latent(self, z: Tensor, quantize: bool = True) -> Tensor:
+        del quantize
         return z
 
 
@@ -194,7 +198,9 @@ class DisDiff(Model):
         self.unet = ldm.unet
         self.register_buffer("scale_factor", ldm.scale_factor.detach().clone())
         self.schedule = ldm.schedule
-        self.latent_shape = tuple(getattr(ldm, "latent_shape", ()))
+        self.latent_shape = tuple(ldm.latent_shape)
+        # a KL first stage trains on posterior draws (the reference's get_first_stage_encoding)
+        self._posterior_draw = not ldm.config.first_stage.quantize
 
     # ---- shapes and the codec ---------------------------------------------------------------
     @property
@@ -206,22 +212,22 @@ class DisDiff(Model):
         d = self.config.factor_dim
         return [list(range(k * d, (k + 1) * d)) for k in range(self.config.num_factors)]
 
-    def to_latent(self, x: Tensor) -> Tensor:
-        """Images in [-1, 1] -> scaled diffusion latents (no autograd: the first stage is frozen)."""
+    def to_latent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Images in [-1, 1] -> scaled diffusion latents, unquantised (a KL first stage: a
+        posterior draw); no autograd, the first stage is frozen."""
         with torch.no_grad():
-            return self.first_stage.encode_latent(x) * self.scale_factor
+            draw = bool(getattr(self, "_posterior_draw", False))
+            return self.first_stage.encode_latent(x, sample=draw, generator=generator) * self.scale_factor
 
-    def from_latent(self, z: Tensor) -> Tensor:
-        """Scaled latents -> images in [-1, 1] (differentiable; the decoder's weights are frozen)."""
-        return self.first_stage.decode_latent(z / self.scale_factor)
+    def from_latent(self, z: Tensor, quantize: bool = True) -> Tensor:
+        """Scaled latents -> images in [-1, 1], differentiable (the decoder's weights are frozen).
+        L_dis decodes without quantisation (the reference), pictures through the quantiser."""
+        return self.first_stage.decode_latent(z / self.scale_factor, quantize=quantize)
 
     def _latent_shape(self) -> tuple[int, ...]:
         if self.config.latent == "pixel":
             return tuple(self.image_shape)
-        if getattr(self, "latent_shape", ()):
-            return self.latent_shape
-        probe = torch.zeros(1, *self.image_shape, device=self.scale_factor.device)
-        return tuple(self.to_latent(probe).shape[1:])
+        return self.latent_shape
 
     # ---- the networks -----------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
@@ -267,7 +273,7 @@ class DisDiff(Model):
         ``c`` (the factor drawn per sample)."""
         cfg, sched = self.config, self.schedule
         b, n = batch.shape[0], cfg.num_factors
-        z0 = self.to_latent(batch)
+        z0 = self.to_latent(batch, generator)
         code = self.encoder(batch)
         t = _randint(sched.num_steps, b, batch.device, generator)
         noise = _randn(z0, generator)
@@ -288,7 +294,7 @@ class DisDiff(Model):
         with torch.no_grad():
             x0_hat = sched.predict_x0(x_t, t, pred)
         x0_new = sched.predict_x0(x_t, t, pred - sigma * g_c)
-        images = self.from_latent(torch.cat([x0_hat, x0_new]))
+        images = self.from_latent(torch.cat([x0_hat, x0_new]), quantize=False)
         codes = self._frozen_encode(images).reshape(2 * b, n, -1)
         z_hat, z_new = codes[:b].detach(), codes[b:]
         target = code.detach().reshape(b, n, -1)
