@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from disentkit.data.files import DataFileError
 from disentkit.errors import ConfigError
 from disentkit.metrics.attribute_probe import linear_probe_ap, linear_probe_regression
 from disentkit.metrics.probmask import (
@@ -239,3 +240,78 @@ def test_eval_cli_linear_probe_and_reference_epoch_selection(tmp_path: Path, cap
     assert regression["select_on"] == "test" and regression["num_train"] == 40
     per_epoch = regression["test_mean_pearson_r_per_epoch"]
     assert regression["mean_pearson_r"] == max(per_epoch)
+
+
+#: the 73 attribute names of lfw_attributes.txt (Kumar et al.), in the file's order
+LFW_NAMES = (
+    "Male|Asian|White|Black|Baby|Child|Youth|Middle Aged|Senior|Black Hair|Blond Hair|Brown Hair|"
+    "Bald|No Eyewear|Eyeglasses|Sunglasses|Mustache|Smiling|Frowning|Chubby|Blurry|Harsh Lighting|"
+    "Flash|Soft Lighting|Outdoor|Curly Hair|Wavy Hair|Straight Hair|Receding Hairline|Bangs|"
+    "Sideburns|Fully Visible Forehead|Partially Visible Forehead|Obstructed Forehead|Bushy Eyebrows|"
+    "Arched Eyebrows|Narrow Eyes|Eyes Open|Big Nose|Pointy Nose|Big Lips|Mouth Closed|"
+    "Mouth Slightly Open|Mouth Wide Open|Teeth Not Visible|No Beard|Goatee|Round Jaw|Double Chin|"
+    "Wearing Hat|Oval Face|Square Face|Round Face|Color Photo|Posed Photo|Attractive Man|"
+    "Attractive Woman|Indian|Gray Hair|Bags Under Eyes|Heavy Makeup|Rosy Cheeks|Shiny Skin|"
+    "Pale Skin|5 o' Clock Shadow|Strong Nose-Mouth Lines|Wearing Lipstick|Flushed Face|"
+    "High Cheekbones|Brown Eyes|Wearing Earrings|Wearing Necktie|Wearing Necklace"
+).split("|")
+
+
+def _lfw_folder(root: Path) -> Path:
+    """lfw_funneled/<Name>/<Name>_NNNN.jpg, lfw_attributes.txt (2 header lines, tab-separated,
+    person, imagenum, 73 scores) and the two dev people lists, in the real formats."""
+    from PIL import Image
+
+    folder = root / "lfw" / "lfw_funneled"
+    for name, count in (("Ann_Lee", 2), ("Bo_Li", 1), ("Cy_Xu", 1)):
+        for k in range(1, count + 1):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (250, 250), (40 * k, 90, 160)).save(folder / name / f"{name}_{k:04d}.jpg")
+    rows = [("Ann Lee", 1, 0.5), ("Ann Lee", 2, -1.25), ("Bo Li", 1, 2.0)]  # Cy Xu has no scores
+    lines = ["# Label Attribute Data (Kumar et al.)", "#\tperson\timagenum\t" + "\t".join(LFW_NAMES)]
+    lines += [f"{p}\t{n}\t" + "\t".join(f"{v + 0.01 * a:.5f}" for a in range(73)) for p, n, v in rows]
+    (root / "lfw" / "lfw_attributes.txt").write_text("\n".join(lines) + "\n")
+    (root / "lfw" / "peopleDevTrain.txt").write_text("2\nAnn_Lee\t2\nCy_Xu\t1\n")
+    (root / "lfw" / "peopleDevTest.txt").write_text("2\nBo_Li\t1\nDe_Ng\t1\n")  # De Ng: no image
+    return folder
+
+
+def test_lfw_dev_split_with_diti_resize_and_centre_crop(tmp_path: Path) -> None:
+    from disentkit.data.images import LFW, read_lfw_attributes
+
+    folder = _lfw_folder(tmp_path)
+    assert len(LFW_NAMES) == 73
+    names, table = read_lfw_attributes(tmp_path / "lfw" / "lfw_attributes.txt")
+    assert names == LFW_NAMES and table[("Ann Lee", 2)][3] == pytest.approx(-1.22)
+    data = LFW(LFW.Config(path=str(folder), crop="resize_center", split="dev"), data_root=tmp_path)
+    assert [p.name for p in data.files] == ["Ann_Lee_0001.jpg", "Ann_Lee_0002.jpg", "Bo_Li_0001.jpg"]
+    assert data.attributes.shape == (3, 73) and data.attributes[2, 0] == pytest.approx(2.0)
+    assert data.attribute_partition["train"].tolist() == [0, 1]
+    assert data.attribute_partition["test"].tolist() == [2]
+    assert data.uint8_from_indices(np.array([0])).shape == (1, 64, 64, 3)
+    (tmp_path / "lfw" / "peopleDevTest.txt").write_text("3\nBo_Li\t1\n")
+    with pytest.raises(DataFileError, match=r"announces 3 people, 1 follow"):
+        LFW(LFW.Config(path=str(folder), split="dev"), data_root=tmp_path)
+
+
+def test_resize_center_is_torchvision_resize_then_centre_crop() -> None:
+    from PIL import Image
+
+    from disentkit.data.images import preprocess
+
+    pixels = np.random.default_rng(0).integers(0, 255, size=(200, 100, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)  # 100 wide, 200 high: the width becomes 70, the height 140
+    expected = np.asarray(image.resize((70, 140), Image.Resampling.BILINEAR).crop((3, 38, 67, 102)))
+    assert np.array_equal(preprocess(image, "resize_center", 0, 64), expected)
+
+
+def test_linear_probes_use_a_data_sets_own_partition() -> None:
+    from disentkit.metrics import evaluate_attributes
+
+    data = _LabelledImages(300)
+    data.attribute_partition = {"train": np.arange(200), "test": np.arange(200, 300)}
+    out = evaluate_attributes(data, _left_column, metrics=["linear_probe_regression"],
+                              params={"linear_probe_regression": {"select_on": "test", "epochs": 2}})
+    params = out["config"]["params"]["linear_probe_regression"]
+    assert (params["first_test_index"], params["num_test"]) == (200, 100)
+    assert out["metrics"]["linear_probe_regression"]["num_train"] == 200  # test mode: all fit rows

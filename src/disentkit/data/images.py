@@ -51,13 +51,23 @@ def preprocess(image, crop: str, crop_size: int, image_size: int, margin: int = 
     """Crop then resize one PIL image to uint8 (image_size, image_size, 3).
 
     ``crop``: "center" (a ``crop_size`` square, or the largest square when 0), "d2c" (the D2C
-    box), "margin" (``margin`` pixels off every side) or "none". Resizing uses Lanczos.
+    box), "margin" (``margin`` pixels off every side), "resize_center" (torchvision's
+    ``Resize(crop_size)`` + ``CenterCrop(image_size)``: the shorter side resized to ``crop_size``,
+    bilinear, default ``round(1.1 * image_size)``, then the centred square; DiTi's LFW transform)
+    or "none". Resizing uses Lanczos.
     """
     from PIL import Image
 
     image = image.convert("RGB")
     width, height = image.size
-    if crop == "center":
+    if crop == "resize_center":
+        side = crop_size or int(round(1.1 * image_size))
+        scale = side / min(width, height)
+        size = (side, int(height * scale)) if width <= height else (int(width * scale), side)
+        image = image.resize(size, Image.Resampling.BILINEAR)
+        left, top = int(round((size[0] - image_size) / 2)), int(round((size[1] - image_size) / 2))
+        image = image.crop((left, top, left + image_size, top + image_size))
+    elif crop == "center":
         side = crop_size or min(width, height)
         if side > min(width, height):
             raise ValueError(f"crop_size {side} is larger than the image ({width}x{height})")
@@ -490,6 +500,43 @@ def read_lfw_attributes(path: Path) -> tuple[list[str], dict[tuple[str, int], np
     return header[2:], table
 
 
+def read_lfw_people(path: Path) -> list[tuple[str, int]]:
+    """(person, number of images) from an LFW people list (``peopleDevTrain.txt`` /
+    ``peopleDevTest.txt``: a count line, then ``Name<TAB>images`` lines; names with underscores)."""
+    lines = [line for line in read_text_file(path, "an LFW people list").splitlines() if line.strip()]
+    try:
+        count = int(lines[0].strip()) if lines else -1
+        people = [(fields[0], int(fields[1])) for fields in (line.split("\t") for line in lines[1:])]
+    except (ValueError, IndexError) as err:
+        raise DataFileError(f"{path}: expected a count line, then 'Name<TAB>number of images' lines "
+                            f"({quote_error(err)})") from err
+    if count != len(people):
+        raise DataFileError(f"{path}: the first line announces {count} people, {len(people)} follow; "
+                            "download the file again")
+    for number, (name, _) in enumerate(people, 2):
+        if not plain_file_name(name):
+            raise refuse_path_name(path, number, name, "the LFW image folder")
+    return people
+
+
+#: DiTi's LFW splits (``peopleDevTrain.txt`` / ``peopleDevTest.txt``, torchvision's ``LFWPeople``)
+LFW_DEV_SPLITS = ("peopleDevTrain.txt", "peopleDevTest.txt")
+LFW_PEOPLE_URL = "https://vis-www.cs.umass.edu/lfw/"
+
+
+def _lfw_dev_files(folder: Path, attr_dir: Path) -> list[tuple[Path, int]]:
+    """(image path, part) of the dev-train (part 0) then dev-test (part 1) people, in file order."""
+    files: list[tuple[Path, int]] = []
+    for part, split in enumerate(LFW_DEV_SPLITS):
+        path = attr_dir / split
+        if not path.is_file():
+            raise MissingDataError(f"lfw: split = dev needs {path}; download it from "
+                                   f"{LFW_PEOPLE_URL}{split} and place it there")
+        for person, num in read_lfw_people(path):
+            files += [(folder / person / f"{person}_{k:04d}.jpg", part) for k in range(1, num + 1)]
+    return files
+
+
 @DATASETS.register("lfw")
 class LFW(_FileImages):
     """LFW (deep-funneled by default) with Kumar et al.'s attributes joined on (person, imagenum).
@@ -505,6 +552,13 @@ class LFW(_FileImages):
         image_size: Count = 64
         #: pixels cropped off every side before resizing
         margin: NonNegInt = 80
+        #: "margin" (``margin`` pixels off every side, then resize) or "resize_center" (DiTi: the
+        #: shorter side resized to round(1.1 * image_size), then the centred image_size square)
+        crop: Literal["margin", "resize_center"] = "margin"
+        #: "all": every image under the folder; "dev": DiTi's split, the people of
+        #: peopleDevTrain.txt then those of peopleDevTest.txt (files beside lfw_attributes.txt);
+        #: ``attribute_partition`` then names the two parts
+        split: Literal["all", "dev"] = "all"
         require_attributes: bool = True
         cache: bool = False
 
@@ -516,11 +570,15 @@ class LFW(_FileImages):
         folder = explicit_path("lfw", config.path, folder=True) or require(
             "lfw", root, FILES["lfw"][0].final_path
         )
-        self.attribute_names, table = read_lfw_attributes(
-            require("lfw", root, FILES["lfw"][1].path)
-        )
-        files, rows = [], []
-        for path in sorted(folder.glob("*/*.jpg")):
+        attr_path = require("lfw", root, FILES["lfw"][1].path)
+        self.attribute_names, table = read_lfw_attributes(attr_path)
+        files, rows, parts = [], [], []
+        dev = config.split == "dev"
+        candidates = (_lfw_dev_files(folder, attr_path.parent) if dev
+                      else [(path, 0) for path in sorted(folder.glob("*/*.jpg"))])
+        for path, part in candidates:
+            if dev and not path.is_file():
+                continue  # listed but not in this copy of the image folder
             match = LFW_PATTERN.fullmatch(path.stem)
             if match is None:  # not an LFW image name (<Name>_NNNN): no (person, imagenum) key
                 continue
@@ -529,10 +587,16 @@ class LFW(_FileImages):
             if scores is None and config.require_attributes:
                 continue
             files.append(path)
+            parts.append(part)
             rows.append(scores if scores is not None else np.full(len(self.attribute_names), np.nan))
         if not files:
             raise DataFileError(f"lfw: no <Name>/<Name>_NNNN.jpg images with attributes under {folder}")
         self.files = files
         self.attributes = np.stack(rows).astype(np.float32)
-        self.image_size, self.crop, self.margin = config.image_size, "margin", config.margin
+        if dev:  # train people first, so each part is a contiguous range
+            where = np.asarray(parts)
+            #: {"train": indices, "test": indices} of DiTi's dev split
+            self.attribute_partition = {"train": np.flatnonzero(where == 0),
+                                        "test": np.flatnonzero(where == 1)}
+        self.image_size, self.crop, self.margin = config.image_size, config.crop, config.margin
         self._setup(len(files), config.cache)

@@ -300,17 +300,26 @@ def _as_2d(targets: np.ndarray) -> np.ndarray:
 
 
 def probe_split(num_items: int, num_train: int | None, num_valid: int | None, num_test: int | None,
-                name: str = "") -> tuple[np.ndarray, np.ndarray, int]:
+                name: str = "", partition: dict[str, np.ndarray] | None = None,
+                ) -> tuple[np.ndarray, np.ndarray, int]:
     """(fit indices, test indices, number of validation rows) of a data set in index order.
 
-    The test part and the part before it are :func:`~disentkit.metrics.attribute_split`'s; the
-    validation rows are the last ``num_valid`` of the part before the test part (the fit indices
-    end with them). ``num_valid=None``: CelebA's official valid partition (19 867 images) for the
-    full aligned CelebA with the default sizes, else a tenth of the fit part (at least 1).
+    The test part and the part before it are :func:`~disentkit.metrics.attribute_split`'s, or a
+    data set's own ``partition`` (``{"train", "test"}`` indices, LFW's ``split: dev``) when
+    ``num_train`` and ``num_test`` are not given; the validation rows are the last ``num_valid``
+    of the fit part (the fit indices end with them). ``num_valid=None``: CelebA's official valid
+    partition (19 867 images) for the full aligned CelebA with the default sizes, else a tenth of
+    the fit part (at least 1).
     """
     from disentkit.metrics.attribute_suite import attribute_split
 
-    train, test = attribute_split(num_items, num_train, num_test, name)
+    if partition is not None and num_train is None and num_test is None:
+        train, test = np.asarray(partition["train"]), np.asarray(partition["test"])
+        if len(train) < 2 or len(test) < 1:
+            raise ConfigError(f"linear probe split: {name}'s partition has {len(train)} training and "
+                              f"{len(test)} test images; at least 2 and 1 are needed")
+    else:
+        train, test = attribute_split(num_items, num_train, num_test, name)
     if num_valid is None:
         official = name.startswith("celeba") and num_items == CELEBA_SIZE \
             and len(train) == CELEBA_SIZE - CELEBA_TEST

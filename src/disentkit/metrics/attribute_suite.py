@@ -174,7 +174,8 @@ def evaluate_attributes(
             plans[metric] = (p, np.arange(start, start + n), np.arange(0))
         elif metric in LINEAR_PROBES:  # trained probes: validation rows at the end of the fit part
             train, test, p["num_valid"] = probe_split(len(data), p.pop("num_train"), p.get("num_valid"),
-                                                      p.pop("num_test"), name)
+                                                      p.pop("num_test"), name,
+                                                      getattr(data, "attribute_partition", None))
             plans[metric] = (p, train, test)
         else:
             train, test = attribute_split(len(data), p.pop("num_train"), p.pop("num_test"), name)
