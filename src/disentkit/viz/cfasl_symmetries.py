@@ -93,6 +93,8 @@ def _factor_walk(data: Any, base: np.ndarray, factor: int, values: int) -> np.nd
 @torch.no_grad()
 def _one_factor(model: Any, data: Any, indices: np.ndarray, sampled: bool,
                 sample_switches: bool) -> dict[str, np.ndarray]:
+    """The once / chain walks, their decodings and the per-factor numbers of one factor's images
+    ``indices`` (values 0 .. n-1 in order)."""
     x = _images(model, data, indices)
     mean, logvar, z = posterior_codes(model, x, sampled)
     group, switches, probs = pair_symmetries(model, mean[:-1], logvar[:-1], mean[1:], logvar[1:],
