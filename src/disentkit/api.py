@@ -63,6 +63,15 @@ def train(
     return path
 
 
+def _training_device(config: RunConfig) -> str:
+    """``cuda`` when the run trained on a GPU (``accelerator`` cuda, or auto with one present)."""
+    import torch
+
+    accelerator = config.train.accelerator
+    cuda = accelerator == "cuda" or (accelerator == "auto" and torch.cuda.is_available())
+    return "cuda" if cuda else "cpu"
+
+
 def finish_run(path: Path, config: RunConfig) -> None:
     """After training: evaluation and report on the main process (see ``eval``/``log`` sections)."""
     import json
@@ -79,7 +88,8 @@ def finish_run(path: Path, config: RunConfig) -> None:
         from disentkit.evaluation import UnscorableDataError, evaluate_run
 
         try:
-            evaluate_run(path, quiet=True)
+            # on the training device: the metrics' encoder runs there in large batches
+            evaluate_run(path, quiet=True, device=_training_device(config))
         except UnscorableDataError as err:
             # Failing here would lose nothing trained but would end a finished run in an error
             # (and make a sweep retry it forever); the skip is recorded for `disentkit sweep`.
