@@ -70,3 +70,27 @@ def test_swap_spec_grids_and_errors(fdae_run: Path, tmp_path: Path, capsys) -> N
     err = capsys.readouterr().err
     assert err.startswith("disentkit swap: error: swap spec 'c1,1': a concept is listed twice")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_pca_traversals_move_one_content_code(fdae_run: Path, tmp_path: Path) -> None:
+    from disentkit.run_loading import load_run
+    from disentkit.viz.fdae_views import write_pca_traversals
+
+    run = load_run(fdae_run)
+    decoded = []
+    original = run.model.decode
+
+    def recording(codes, **kwargs):
+        decoded.append(codes.clone())
+        return original(codes, **kwargs)
+
+    run.model.decode = recording
+    paths = write_pca_traversals(run.model, run.data(), tmp_path, num_seeds=2, steps=3, fit_points=16,
+                                 sampler_steps=2)
+    assert [p.name for p in paths] == ["pca_content1.png", "pca_content2.png"]
+    groups = run.model.code_groups()
+    for n, codes in enumerate(decoded):  # (2 seeds x 3 values, D): only content group n changes
+        codes = codes.reshape(2, 3, -1)
+        moved = (codes - codes[:, :1]).abs().amax(dim=(0, 1)) > 1e-6
+        assert moved[groups[n]].any()
+        assert not moved[[d for g, dims in enumerate(groups) if g != n for d in dims]].any()
