@@ -85,11 +85,12 @@ class FDAEConfig:
     #: the encoder trunk: torchvision ResNet depth 18 (FDAE) or 50
     encoder_depth: Literal[18, 50] = 18
     #: the trunk's four stage widths; empty: torchvision's 64, 128, 256, 512
-    encoder_widths: list[int] = field(default_factory=list)
+    encoder_widths: list[Annotated[Count, "a ResNet stage width"]] = field(default_factory=list)
     #: the trunk's blocks per stage; empty: the depth's
-    encoder_blocks: list[int] = field(default_factory=list)
+    encoder_blocks: list[Annotated[Count, "blocks per ResNet stage"]] = field(default_factory=list)
     #: output channels of the mask decoder's upsampling blocks (the seed is size / 2^len)
-    mask_channels: list[int] = field(default_factory=lambda: [384, 256, 128, 64])
+    mask_channels: list[Annotated[Count, "a mask decoder width"]] = field(
+        default_factory=lambda: [384, 256, 128, 64])
     #: GroupNorm groups of the mask decoder
     mask_norm_groups: Annotated[Count, "the mask decoder's GroupNorm groups"] = 32
     #: weight of the content-decorrelation loss (train.sh --content_decorrelation_weight)
@@ -104,7 +105,7 @@ class FDAEConfig:
     sigma_max: Positive = 80.0
     sigma_data: Positive = 0.5
     rho: Positive = 7.0
-    p_mean: float = -1.2
+    p_mean: Annotated[float, Range(what="the mean of ln sigma in training")] = -1.2
     p_std: Positive = 1.2
     c_noise_scale: Positive = 250.0
     #: the sampler of decode / reconstruct / reports: heun (FDAE) or euler
