@@ -291,19 +291,22 @@ class DisDiff(Model):
         cfg, sched = self.config, self.schedule
         b, n = x_t.shape[0], cfg.num_factors
         sigma = sched.broadcast(sched.sigma(t), x_t)
+        # the x0^ branch carries no gradient: decoded and encoded without autograd, so the
+        # backward runs through the first-stage decoder and the encoder for x0' alone
         with torch.no_grad():
             x0_hat = sched.predict_x0(x_t, t, pred)
+            image_hat = self.from_latent(x0_hat, quantize=False)
+            z_hat = self._frozen_encode(image_hat).reshape(b, n, -1)
         x0_new = sched.predict_x0(x_t, t, pred - sigma * g_c)
-        images = self.from_latent(torch.cat([x0_hat, x0_new]), quantize=False)
-        codes = self._frozen_encode(images).reshape(2 * b, n, -1)
-        z_hat, z_new = codes[:b].detach(), codes[b:]
+        image_new = self.from_latent(x0_new, quantize=False)
+        z_new = self._frozen_encode(image_new).reshape(b, n, -1)
         target = code.detach().reshape(b, n, -1)
         a = (z_hat - target).norm(dim=-1) - (z_new - target).norm(dim=-1)
         bb = (z_hat - z_new).norm(dim=-1)
         ce = F.cross_entropy(a, c, reduction="none") + F.cross_entropy(bb, c, reduction="none")
         with torch.no_grad():
             if cfg.dis_loss_type == "IM":
-                diff = images[:b] - images[b:]
+                diff = image_hat - image_new
             else:
                 diff = x0_hat - x0_new
             weight = diff.float().pow(2).flatten(1).mean(dim=1)
