@@ -124,3 +124,31 @@ def test_suite_metric_under_the_fdae_protocol_shares_migs_draw():
     # dlib protocol: one histogram-discretised code per dimension
     flat = evaluate(data, _grouped_rep, ["self_mig"], preset="fast", params=params, code_cache="off")
     assert len(flat["metrics"]["self_mig"]["per_code"]) == 8
+
+
+def _sweep_words(script: str) -> list[list[str]]:
+    """The words of every ``disentkit sweep`` command in a shell script (continuations joined)."""
+    import shlex
+
+    text = script.replace("\\\n", " ")
+    commands = [line.strip() for line in text.splitlines() if line.strip().startswith("disentkit sweep")]
+    return [[w for w in shlex.split(c)[2:] if not w.startswith("--") and "$" not in w] for c in commands]
+
+
+def test_the_n_sweep_recipe_plans_one_run_per_n_and_seed(tmp_path, capsys):
+    from pathlib import Path
+
+    from disentkit.config import load_config
+    from disentkit.experiments.sweep import plan_sweep
+
+    script = (Path(__file__).parent.parent / "examples" / "fdae_n_sweep.sh").read_text()
+    cpu, paper = _sweep_words(script)
+    plan = plan_sweep(cpu, tmp_path / "cpu")
+    configs = [load_config(None, r.overrides) for r in plan.runs]
+    assert [c.model.num_concepts for c in configs] == [2, 2, 4, 4, 6, 6]
+    assert all(c.eval.at_end and "self_mig" in c.eval.metrics for c in configs)
+    plan = plan_sweep(paper, tmp_path / "paper", check=False)
+    presets = [next(w for w in r.overrides if w.startswith("preset=")) for r in plan.runs]
+    assert presets[::3] == [f"preset=fdae/n_sweep_{n}" for n in (2, 4, 6, 8, 10)]
+    assert len(plan.runs) == 15
+    capsys.readouterr()  # the paper presets warn that they evaluate in a second step
