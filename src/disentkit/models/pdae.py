@@ -319,8 +319,8 @@ class PDAE(Model):
         """(len(alphas), B, C, H, W): lerp of the codes, slerp of the inverted noises."""
         z_a, z_b = self.encode(x_a), self.encode(x_b)
         n_a, n_b = self.invert(x_a, steps, z_a), self.invert(x_b, steps, z_b)
-        return torch.stack([self.decode(torch.lerp(z_a, z_b, float(a)), slerp(n_a, n_b, float(a)), steps)
-                            for a in alphas])
+        codes = [torch.lerp(z_a, z_b, float(a)) for a in alphas]
+        return self._decode_all(codes, [slerp(n_a, n_b, float(a)) for a in alphas], steps)
 
     @torch.no_grad()
     def counterfactual(self, x_a: Tensor, x_b: Tensor, blocks: Sequence[tuple[int, int]],
@@ -329,15 +329,19 @@ class PDAE(Model):
         ``eval/counterfactual_generation.py``)."""
         z_a, z_b = self.encode(x_a), self.encode(x_b)
         n_a, n_b = self.invert(x_a, steps, z_a), self.invert(x_b, steps, z_b)
-        rows = []
+        noises = [slerp(n_a, n_b, float(a)) for a in alphas]
+        codes = []
         for start, width in blocks:
             keep = self.code_mask(int(start), int(width)).to(z_a)
-            row = []
-            for a in alphas:
-                z = z_a - z_a * keep + torch.lerp(z_a * keep, z_b * keep, float(a))
-                row.append(self.decode(z, slerp(n_a, n_b, float(a)), steps))
-            rows.append(torch.stack(row))
-        return torch.stack(rows)
+            codes += [z_a - z_a * keep + torch.lerp(z_a * keep, z_b * keep, float(a)) for a in alphas]
+        out = self._decode_all(codes, noises * len(blocks), steps)
+        return out.reshape(len(blocks), len(alphas), *out.shape[1:])
+
+    def _decode_all(self, codes: list[Tensor], noises: list[Tensor], steps: int | None) -> Tensor:
+        """Decode the pairs (codes[i], noises[i]) of B images each in one sampler batch:
+        (len(codes), B, C, H, W)."""
+        out = self.decode(torch.cat(codes), torch.cat(noises), steps)
+        return out.reshape(len(codes), -1, *out.shape[1:])
 
     def sample(self, num: int, generator: torch.Generator | None = None, steps: int | None = None,
                sampler: str | None = None) -> Tensor:
