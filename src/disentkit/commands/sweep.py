@@ -22,7 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("settings", nargs="+", help="preset=NAME, key=a,b,c, seed=0:10, key=value")
     parser.add_argument("--out", type=Path, required=True, help="sweep folder (runs, sweep.json, logs)")
-    parser.add_argument("--parallel", type=int, default=1, help="local runs at the same time")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="local runs at the same time: separate processes, each with its own "
+                             "run folder, lock and log, sharing the machine and its GPU (each gets "
+                             "an N-th of the CPU cores unless OMP_NUM_THREADS is set; "
+                             "docs/running_fast.md)")
     parser.add_argument("--executor", default="local", choices=["local", "slurm", "submitit-local"],
                         help="local subprocesses, a SLURM job array (submitit), or submitit's "
                              "local executor")
