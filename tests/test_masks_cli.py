@@ -94,3 +94,16 @@ def test_pca_traversals_move_one_content_code(fdae_run: Path, tmp_path: Path) ->
         moved = (codes - codes[:, :1]).abs().amax(dim=(0, 1)) > 1e-6
         assert moved[groups[n]].any()
         assert not moved[[d for g, dims in enumerate(groups) if g != n for d in dims]].any()
+
+
+def test_eval_scores_an_fdae_run_with_its_protocol_and_self_mig(fdae_run: Path, capsys) -> None:
+    import json
+
+    assert main(["eval", str(fdae_run), "--metrics", "self_mig", "--preset", "fast"]) == 0
+    results = json.loads((fdae_run / "results.json").read_text())
+    entry = results["entries"]["self_mig"]
+    assert entry["protocol"] == "fdae" and entry["group_dims"] == 36 // 4
+    assert entry["groups"] == [list(range(8 * g, 8 * g + 8)) for g in range(4)]  # 2 content + 2 mask codes
+    scores = results["metrics"]["self_mig"]
+    assert len(scores["per_code"]) == 4 and 0.0 <= scores["self_mig"] <= 1.0
+    assert "| self_mig |" in capsys.readouterr().out
