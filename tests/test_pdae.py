@@ -161,3 +161,37 @@ def test_sampling_without_a_code_is_refused_in_one_line() -> None:
 
     with pytest.raises(UserError, match="no prior over its codes"):
         _model().sample(2)
+
+
+def _family_presets() -> list[str]:
+    from disentkit.config import preset_names
+
+    return [n for n in preset_names() if n.split("/")[0] in ("pdae", "diti")]
+
+
+@pytest.mark.parametrize("name", _family_presets())
+def test_every_preset_repeats_its_upstream_ddpm_network_schedule_and_data(name: str) -> None:
+    config = load_config(name)
+    upstream = load_config(config.init.preset)
+    assert upstream.model.name == "ddpm"
+    assert config.init.modules == ["base=unet"] and config.init.freeze == ["base"]
+    mine, theirs = config.model.params, upstream.model.params
+    channels = 1 if config.data.name == "sprites" else 3
+    assert mine.unet_config(channels) == theirs.unet_config(channels)
+    assert (mine.schedule, mine.num_steps) == (theirs.schedule, theirs.num_steps)
+    assert config.data == upstream.data
+
+
+@pytest.mark.parametrize("name, side, trainable", [
+    ("pdae/celeba64", 64, 53_494_915), ("diti/celeba64", 64, 53_494_915), ("diti/ffhq128", 128, 82_436_611)])
+def test_paper_presets_train_the_reference_encoder_and_shift_decoder(name: str, side: int,
+                                                                     trainable: int) -> None:
+    from disentkit.builders import build_model
+    from disentkit.models.base import DataFacts
+
+    config = load_config(name)
+    with torch.device("meta"):
+        model = build_model(config, DataFacts((3, side, side)))
+    # ShiftUNet 115,965,830 / 52,007,811 trainable (Diff-AE's CelebA64 DDPM) + the 1,487,104 encoder
+    assert count_parameters(model.encoder) + count_parameters(model.shift) == trainable
+    assert config.train.batch_size == 128 and config.optim.lr == pytest.approx(1e-4 * 128 / 32)
