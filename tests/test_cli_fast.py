@@ -170,3 +170,21 @@ def test_offline_download_is_one_line_without_waiting_for_retries(tmp_path: Path
     assert waits == [] and len(lines) == 1
     assert "failed after 1 attempt (host 127.0.0.1" in lines[0] and "unreachable" in lines[0]
     assert "(size not published, no checksum published)" in lines[0]
+
+
+@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_cli_lets_idle_openmp_threads_sleep_unless_told_otherwise(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], given: str | None,
+        expected: str) -> None:
+    """Spinning OpenMP threads made a 2-thread run on a busy 2-core machine 25x slower
+    (benchmarks/results/thread_policy.md); the CLI sets PASSIVE before any command loads torch
+    and leaves a user's own choice alone."""
+    import os
+
+    if given is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", given)
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert os.environ["OMP_WAIT_POLICY"] == expected

@@ -63,7 +63,20 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("DISENTKIT_DEBUG", "") not in ("", "0")
 
 
+def prefer_passive_openmp() -> None:
+    """Let idle OpenMP threads sleep unless the user chose otherwise (``OMP_WAIT_POLICY``).
+
+    libgomp's threads spin between parallel regions by default; on a machine whose cores also
+    run other jobs, the spinning threads of a 2-thread run fight those jobs at every barrier and
+    training collapsed 25x (10 against 250-330 img/s, ``benchmarks/results/thread_policy.md``).
+    Sleeping threads cost nothing measurable when the machine is quiet. libgomp reads the
+    variable once, when torch loads it, so this runs before any command imports torch.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: list[str] | None = None) -> int:
+    prefer_passive_openmp()
     from disentkit.errors import UserError, describe_os_error
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -1,0 +1,140 @@
+"""Training speed on a busy CPU: torch threads (1 or 2) x OpenMP wait policy (ACTIVE or PASSIVE),
+with and without a competing CPU load, in one run.
+
+Each setting trains the quickstart model (``preset=quickstart/sprites``: beta-TCVAE, dlib conv nets,
+32x32 sprites, batch 64) for ``--seconds`` of training in a fresh ``disentkit train`` process — the wait
+policy must be in the environment before torch loads, so it cannot change inside one process. The
+figure is the median of the per-step images/s the run logs (start-up, data rendering and the first
+three steps excluded); a setting that collapses under load then costs the same time as any other.
+
+Rounds interleave the settings (every round runs each setting once, in a rotated order), so a
+change of background load hits every setting alike. The "loaded" condition starts one busy
+process per CPU core (pure-Python spinning, no OpenMP) for the duration of each timed run: what a
+shared machine with other users looks like. The background load average at start and end is
+recorded, because an "idle" row on a machine shared with other jobs is not idle.
+
+    python benchmarks/thread_policy.py [--seconds 30] [--rounds 2]
+
+Results go to ``benchmarks/results/thread_policy.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+BATCH = 64
+
+
+def _spin(stop_at: float) -> None:
+    """Burn one core until ``stop_at`` (a competing user's job)."""
+    x = 0
+    while time.time() < stop_at:
+        x += 1
+
+
+def _train(seconds: float, threads: int, policy: str, out: Path, name: str) -> list[float]:
+    """Train the quickstart model in a new process for ``seconds`` of training (counted from its
+    first logged step) and return the images/s of every logged step after the first three."""
+    env = dict(os.environ, OMP_WAIT_POLICY=policy)
+    env.pop("OMP_NUM_THREADS", None)
+    cmd = [sys.executable, "-m", "disentkit", "train", "preset=quickstart/sprites",
+           "train.steps=100000", "train.checkpoint_every=100000", f"train.num_threads={threads}",
+           "eval.at_end=false", "eval.report_at_end=false", "log.every=1",
+           f"out_dir={out}", f"name={name}"]
+    log = out / name / "metrics.jsonl"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        started = None
+        while proc.poll() is None:
+            time.sleep(0.5)
+            if started is None and log.exists() and log.stat().st_size > 0:
+                started = time.time()
+            if started is not None and time.time() - started >= seconds:
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [float(r["images_per_s"]) for r in records[3:] if "images_per_s" in r]
+
+
+def _timed(seconds: float, threads: int, policy: str, loaded: bool, out: Path,
+           name: str) -> list[float]:
+    spinners: list[mp.Process] = []
+    if loaded:
+        stop_at = time.time() + 3600
+        spinners = [mp.Process(target=_spin, args=(stop_at,), daemon=True)
+                    for _ in range(os.cpu_count() or 1)]
+        for p in spinners:
+            p.start()
+    try:
+        return _train(seconds, threads, policy, out, name)
+    finally:
+        for p in spinners:
+            p.terminate()
+            p.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30.0,
+                        help="training seconds per setting and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    settings = [dict(threads=t, policy=p, loaded=lo)
+                for lo, t, p in itertools.product((False, True), (1, 2), ("ACTIVE", "PASSIVE"))]
+    load_start = os.getloadavg()
+    rates: dict[int, list[float]] = {i: [] for i in range(len(settings))}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            order = list(range(len(settings)))
+            order = order[r % len(order):] + order[:r % len(order)]
+            for i in order:
+                s = settings[i]
+                step_rates = _timed(args.seconds, s["threads"], s["policy"], s["loaded"],
+                                    Path(tmp), f"r{r}-s{i}")
+                rate = statistics.median(step_rates) if step_rates else 0.0
+                rates[i].append(rate)
+                print(f"round {r} threads {s['threads']} {s['policy']:7s} "
+                      f"{'loaded' if s['loaded'] else 'no added load'}: {rate:.0f} img/s", flush=True)
+    load_end = os.getloadavg()
+    rows: list[dict[str, Any]] = []
+    for i, s in enumerate(settings):
+        rows.append({**s, "images_per_s": rates[i], "median": statistics.median(rates[i]),
+                     "min": min(rates[i]), "max": max(rates[i])})
+    record = {"machine": f"{platform.platform()}; {os.cpu_count()} CPUs", "python": sys.version.split()[0],
+              "seconds": args.seconds, "batch": BATCH, "rounds": args.rounds,
+              "load_average_start": load_start, "load_average_end": load_end, "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "thread_policy.json").write_text(json.dumps(record, indent=2) + "\n")
+    lines = ["# Threads x OpenMP wait policy, with and without a competing load "
+             "(`benchmarks/thread_policy.py`)", "",
+             f"{record['machine']}; quickstart model at batch {BATCH}, {args.seconds:.0f} s of training "
+             "per run (median of the per-step images/s after 3 warm-up steps), "
+             f"{args.rounds} interleaved rounds. Background load average at start "
+             f"{', '.join(f'{v:.1f}' for v in load_start)}, at end "
+             f"{', '.join(f'{v:.1f}' for v in load_end)}.", "",
+             "| added load | threads | OMP_WAIT_POLICY | img/s (median) | min - max |",
+             "|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {'one spinner per core' if row['loaded'] else 'none'} | {row['threads']} | "
+                     f"{row['policy']} | {row['median']:.0f} | {row['min']:.0f} - {row['max']:.0f} |")
+    (RESULTS / "thread_policy.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
