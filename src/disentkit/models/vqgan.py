@@ -44,7 +44,7 @@ stage of ``ldm``, which loads ``autoencoder`` as its ``first_stage``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,7 @@ from disentkit.errors import ConfigError
 from disentkit.models.base import DataFacts, Model, OptimiserSpec, require_representation
 from disentkit.nn.ldm_autoencoder import AutoencoderConfig, LatentAutoencoder
 from disentkit.nn.patchgan import PatchDiscriminator, patchgan_min_side
-from disentkit.ranges import Count, NonNegInt, Positive, Weight
+from disentkit.ranges import Count, NonNegInt, Positive, Range, Weight
 from disentkit.registry import MODELS
 
 __all__ = ["KLVAE", "VQGAN", "KLVAEConfig", "VQGANConfig", "adaptive_weight", "hinge_d_loss"]
@@ -105,8 +105,9 @@ class KLVAEConfig(_GANConfig):
     autoencoder: AutoencoderConfig = field(default_factory=lambda: AutoencoderConfig(
         quantize=False, z_channels=4, embed_dim=4))
     kl_weight: Weight = 1e-6
-    #: initial value of the learned log-variance of the likelihood
-    logvar_init: float = 0.0
+    #: initial value of the learned log-variance of the likelihood (exp(+-30) is the float32 edge
+    #: the loss can still divide by)
+    logvar_init: Annotated[float, Range(ge=-30, le=30, what="the initial log-variance")] = 0.0
     disc_start: NonNegInt = 50_001
     disc_weight: Weight = 0.5
 
