@@ -87,7 +87,8 @@ def _check_stages(num_steps: int, stages: list[int], dims: list[int], latent_dim
                           "give one size per stage")
     if any(b <= a for a, b in zip(stages, stages[1:])) or stages[-1] != num_steps:
         raise ConfigError(f"model.stages must increase and end at T = {num_steps}, got {stages}; "
-                          f"e.g. [50, 100, 300, 500, {num_steps}]")
+                          f"e.g. [{num_steps // 20}, {num_steps // 10}, {3 * num_steps // 10}, "
+                          f"{num_steps // 2}, {num_steps}]")
     if sum(dims) != latent_dim:
         raise ConfigError(f"model.stage_dims sum to {sum(dims)} but latent_dim is {latent_dim}; "
                           "make them add up")
