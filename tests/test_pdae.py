@@ -158,9 +158,12 @@ def test_bad_encoder_settings_fail_when_the_config_loads() -> None:
 
 def test_sampling_without_a_code_is_refused_in_one_line() -> None:
     from disentkit.errors import UserError
+    from disentkit.training.samples import check_can_sample
 
     with pytest.raises(UserError, match="no prior over its codes"):
         _model().sample(2)
+    with pytest.raises(ConfigError, match="log.images_every = 10 .* no prior over its codes"):
+        check_can_sample(_model(), 10)  # before training starts, not at the first grid
 
 
 def _family_presets() -> list[str]:

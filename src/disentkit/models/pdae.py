@@ -181,6 +181,8 @@ class PDAE(Model):
     frozen_modules: ClassVar[tuple[str, ...]] = ("base",)
     #: the sampler decode runs (listed so that sample grids ask ``sample``, which refuses)
     samplers: ClassVar[tuple[str, ...]] = ("ddim",)
+    #: no prior over the codes: ``sample`` refuses, and so does ``log.images_every`` before training
+    has_code_prior: ClassVar[bool] = False
     ema_modules: ClassVar[tuple[str, ...]] = ("encoder", "shift")
 
     def __init__(self, config: PDAEConfig, data: DataFacts | tuple[int, int, int]) -> None:

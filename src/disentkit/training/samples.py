@@ -31,6 +31,12 @@ def check_can_sample(model: Any, images_every: int) -> None:
             f"log.images_every = {images_every} draws sample grids with the model's sample(), "
             f"which {name} does not have; set log.images_every=0"
         )
+    if images_every and getattr(model, "has_code_prior", True) is False:  # pdae, diti: refused up front
+        name = getattr(model, "registry_name", type(model).__name__)
+        raise ConfigError(
+            f"log.images_every = {images_every} draws unconditional samples, which {name} cannot: it "
+            "learns no prior over its codes; set log.images_every=0"
+        )
 
 
 def sample_grid_path(run_dir: Path, step: int) -> Path:
