@@ -1,8 +1,10 @@
-"""``disentkit swap RUN`` on a DisDiff run (pixel-space stage 3 chained on ddpm/smoke through
-``init``): one PNG per grid in the documented layout, the same for the same seed, the spec and
-partial options, one line for a bad spec and for a model without swaps; the chained upstream's
-weights stay bit-identical and ``init.use_ema`` picks raw or EMA weights (DisDiff's inverted
-``load_ema_ckpt``); eval takes the DisDiff protocol by default; the report shows the swaps."""
+"""The DisDiff pipeline from one command and its tools on CPU: ``disentkit train
+preset=disdiff/smoke`` trains vqgan/smoke -> ldm/smoke -> disdiff/smoke (each its own run folder,
+every stage shortened); stage 1-2 weights and the fitted latent scale stay bit-identical through
+stage 3 and ``init.use_ema`` picks the LDM's raw or EMA UNet (DisDiff's inverted ``load_ema_ckpt``);
+``disentkit swap RUN`` writes one PNG per grid in the documented layout, the same for the same seed,
+with the spec and partial options and one line for a bad spec or a model without swaps; ``disentkit
+eval`` takes the DisDiff protocol by default; the report shows the swaps."""
 
 from __future__ import annotations
 
@@ -17,14 +19,14 @@ from PIL import Image
 from disentkit.cli import main
 from disentkit.training.checkpoint import CHECKPOINT_DIR, load_latest
 
-# 144 sprites (3 shapes, 6 scales, 2 orientations, 2 x 2 positions) keep the evaluation short
-SMALL = ["train.steps=2", "data.orientations=2", "data.positions=2", "init.overrides=[train.steps=2]"]
+# vqgan (inside ldm's init) and ldm (inside disdiff's init) run one step each
+SHORT = ["train.steps=2", 'init.overrides=["train.steps=1", "init.overrides=[train.steps=1]"]']
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("disdiff")
-    assert main(["train", "preset=disdiff/pixel_smoke", f"out_dir={out}", "name=run", *SMALL]) == 0
+    assert main(["train", "preset=disdiff/smoke", f"out_dir={out}", "name=run", *SHORT]) == 0
     return out
 
 
@@ -37,26 +39,33 @@ def _size(path: Path) -> tuple[int, int]:
         return image.size
 
 
-def test_chain_trains_upstream_first_and_keeps_its_weights_bit_identical(chain: Path) -> None:
-    up, run = chain / "ddpm-smoke-seed0", chain / "run"
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["upstream"]["run"] == str(up.resolve())
-    upstream, mine = _state(up), _state(run)
+def test_one_command_trains_ae_then_ldm_then_disdiff_and_keeps_upstream_weights(chain: Path) -> None:
+    vq, ldm, run = chain / "vqgan-smoke-seed0", chain / "ldm-smoke-seed0", chain / "run"
+    for folder in (vq, ldm, run):
+        assert json.loads((folder / "summary.json").read_text())["status"] == "finished", folder
+    assert json.loads((run / "summary.json").read_text())["upstream"]["run"] == str(ldm.resolve())
+    ae, lat, mine = _state(vq)["model"], _state(ldm), _state(run)
+    first = {k: v for k, v in mine["model"].items() if k.startswith("first_stage.")}
     unet = {k: v for k, v in mine["model"].items() if k.startswith("unet.")}
-    assert unet and all(torch.equal(v, upstream["model"][k]) for k, v in unet.items())
-    # init.use_ema: false (the preset) took the raw weights, which differ from the EMA
-    ema = upstream["ema"][""]
-    assert any(not torch.equal(v, ema["module." + k]) for k, v in unet.items() if v.is_floating_point())
+    assert first and unet
+    # stage 1 and 2 weights bit-identical after stage 3's optimiser steps
+    assert all(torch.equal(v, ae["autoencoder." + k[len("first_stage."):]]) for k, v in first.items())
+    assert all(torch.equal(v, lat["model"][k]) for k, v in unet.items())
+    assert mine["model"]["scale_factor"].item() == lat["model"]["scale_factor"].item() != 1.0
+    # init.use_ema: false (the preset) took the raw UNet, which differs from the LDM's EMA
+    ema = lat["ema"]["unet"]
+    assert any(not torch.equal(v, ema["module." + k[len("unet."):]]) for k, v in unet.items())
     # the EMA of stage 3 covers the shift decoder only
     assert list(mine["ema"]) == ["shift"]
 
 
-def test_use_ema_true_loads_the_upstream_ema_weights(chain: Path) -> None:
-    up = chain / "ddpm-smoke-seed0"
-    assert main(["train", "preset=disdiff/pixel_smoke", f"out_dir={chain}", "name=ema", *SMALL,
-                 f"init.run={up}", "init.use_ema=true"]) == 0
-    ema, mine = _state(up)["ema"][""], _state(chain / "ema")["model"]
-    assert all(torch.equal(v, ema["module." + k]) for k, v in mine.items() if k.startswith("unet."))
+def test_use_ema_true_loads_the_upstream_ema_unet(chain: Path) -> None:
+    ldm = chain / "ldm-smoke-seed0"
+    assert main(["train", "preset=disdiff/smoke", f"out_dir={chain}", "name=ema", "train.steps=1",
+                 f"init.run={ldm}", "init.use_ema=true"]) == 0
+    ema, mine = _state(ldm)["ema"]["unet"], _state(chain / "ema")["model"]
+    unet = {k: v for k, v in mine.items() if k.startswith("unet.")}
+    assert unet and all(torch.equal(v, ema["module." + k[len("unet."):]]) for k, v in unet.items())
 
 
 def test_swap_writes_one_png_per_grid_in_the_layout(chain: Path, tmp_path: Path, capsys) -> None:
@@ -64,7 +73,7 @@ def test_swap_writes_one_png_per_grid_in_the_layout(chain: Path, tmp_path: Path,
     assert main(["swap", str(chain / "run"), "--steps", "1", "--sources", "3", "--targets", "2",
                  "--out", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["swap_factor0.png", "swap_factor1.png", "x0_strip.png"]
+    assert names == ["swap_factor0.png", "swap_factor1.png", "swap_factor2.png", "x0_strip.png"]
     assert "swap_factor1.png" in capsys.readouterr().out
     width, height = _size(out / "swap_factor0.png")
     tile = (width - 2) / 4 - 2  # 1 + 3 sources across, 1 + 2 targets down, 2-px pads
@@ -78,17 +87,17 @@ def test_swap_writes_one_png_per_grid_in_the_layout(chain: Path, tmp_path: Path,
 
 def test_swap_spec_and_partial(chain: Path, tmp_path: Path) -> None:
     assert main(["swap", str(chain / "run"), "--steps", "1", "--sources", "2", "--targets", "2",
-                 "--swap", "1", "--partial", "--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["swap_factor1_partial.png", "x0_strip.png"]
+                 "--swap", "2", "--partial", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["swap_factor2_partial.png", "x0_strip.png"]
 
 
 def test_bad_spec_and_a_model_without_swaps_are_one_line(chain: Path, tmp_path: Path, capsys) -> None:
     assert main(["swap", str(chain / "run"), "--swap", "7", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("disentkit swap: error: --swap: expected factor indices 0..1") and "\n" not in err
-    assert main(["swap", str(chain / "ddpm-smoke-seed0"), "--out", str(tmp_path)]) == 2
+    assert err.startswith("disentkit swap: error: --swap: expected factor indices 0..2") and "\n" not in err
+    assert main(["swap", str(chain / "ldm-smoke-seed0"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "ddpm has no code swaps" in err and "\n" not in err and "Traceback" not in err
+    assert "ldm has no code swaps" in err and "\n" not in err and "Traceback" not in err
 
 
 def test_eval_uses_the_disdiff_protocol_by_default(chain: Path) -> None:
@@ -97,7 +106,7 @@ def test_eval_uses_the_disdiff_protocol_by_default(chain: Path) -> None:
     results = json.loads((run / "results.json").read_text())
     entry = json.dumps(results)
     assert '"protocol": "disdiff"' in entry
-    assert '"groups": [[0, 1, 2, 3], [4, 5, 6, 7]]' in entry
+    assert '"groups": [[0, 1, 2, 3, 4, 5, 6, 7], [8, 9, 10, 11, 12, 13, 14, 15], [16, ' in entry
 
 
 def test_report_shows_the_swap_grids(chain: Path, tmp_path: Path, monkeypatch) -> None:
