@@ -190,6 +190,9 @@ def test_sampling_uses_the_code_and_is_seeded():
     a, b = model.decode(z), model.decode(z)
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a[0], a[1])  # shared x_T: the images differ by their codes only
+    from disentkit.viz.samples import describe
+
+    assert describe(model) == "ddim, 3 steps"  # the caption of `disentkit sample` and the report
     s = model.sample(2, generator=torch.Generator().manual_seed(1), steps=2)
     assert s.shape == (2, 3, 16, 16) and torch.isfinite(s).all()
     assert F.l1_loss(model.reconstruct(_batch()[:2]), model.decode(model.encode(_batch()[:2]))) < 1e-6

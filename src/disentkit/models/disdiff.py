@@ -97,6 +97,8 @@ class DisDiffConfig:
     dis_weight: Annotated[float, Range(ge=0, what="the disentangling loss weight")] = 0.05
     #: where w_b = mean (x0^ - x0')^2 is measured: Z (latent space) or IM (image space)
     dis_loss_type: Literal["Z", "IM"] = "Z"
+    #: the sampler of `disentkit sample` and reports: DDIM on latent diffusion's grid (only)
+    sampler: Literal["ddim"] = "ddim"
     #: DDIM steps of samples, decodes, swaps and reports (the reference logs with 200)
     sample_steps: Annotated[Count, "the DDIM sampling steps"] = 200
     #: DDIM eta of sample(): 1 as the reference's log_images (decode and swaps use 0)
