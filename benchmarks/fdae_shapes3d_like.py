@@ -107,6 +107,7 @@ def record(runs: Path, steps: int, preset: str, seed: int, train_s: dict | None,
             "final_loss": records[-1]["loss"], "final_rec": records[-1].get("rec"),
             "images_per_s": round(records[-1]["images_per_s"], 2),
             "train_s": (train_s or {}).get(name), "eval_s": eval_s,
+            "train_loop_s": json.loads((run / "summary.json").read_text()).get("train_time_s"),
             "paper": {k: list(v) for k, v in PAPER[name].items()},
         }
     payload = {
@@ -133,21 +134,22 @@ def write_markdown(payload: dict, path: Path, notes: str = "") -> Path:
     """A table of both runs' scores beside the paper's, with the scale they ran at."""
     scale = payload["scale"]
     lines = ["# FDAE and its DiffAE baseline on shapes3d_like (CPU scale)", "",
-             f"`python benchmarks/fdae_shapes3d_like.py --steps {scale['steps']}`: `{scale['preset']}` "
+             f"`benchmarks/fdae_shapes3d_like.py`: `{scale['preset']}` "
              f"({scale['image_px']} px, codes of {scale['code_dim_per_group']} per group), "
              f"{scale['steps']} steps of batch {scale['batch_size']}, seed {scale['seed']}, metrics with "
              f"the `{scale['eval_preset']}` preset under the FDAE protocol, on {payload['machine']} "
              f"(load average {payload['load_average'][0]}). The paper: {scale['paper_scale']}.", "",
-             "| run | N | DCI | FactorVAE | MIG | self-MIG (max / mean) | train s | eval s |",
+             "| run | N | DCI | FactorVAE | MIG | self-MIG (max / mean) | training loop s | eval s |",
              "|---|---|---|---|---|---|---|---|"]
     for name, row in payload["runs"].items():
         paper = {k: tuple(v) for k, v in row["paper"].items()}
         sm = row.get("self_mig") or {}
         self_mig = f"{sm['self_mig']:.3f} / {sm['self_mig_mean']:.3f}" if sm else "-"
         scores = row["scores"]
+        train_s = row.get("train_loop_s") or row.get("train_s")
         lines.append(f"| {name} | {row['num_concepts']} | {_cell(scores.get('dci'), paper['dci'])} | "
                      f"{_cell(scores.get('factor_vae'), paper['factor_vae'])} | "
-                     f"{_cell(scores.get('mig'), paper['mig'])} | {self_mig} | {row.get('train_s')} | "
+                     f"{_cell(scores.get('mig'), paper['mig'])} | {self_mig} | {train_s} | "
                      f"{row.get('eval_s')} |")
     per_factor = "; ".join(f"{n}: {r['mig_per_factor']}" for n, r in payload["runs"].items())
     lines += ["", f"Per-factor MIG: {per_factor}", "", notes.strip(), ""]
