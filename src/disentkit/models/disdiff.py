@@ -74,9 +74,11 @@ _DATA_FIELDS = ("in_channels", "out_channels")
 
 @dataclass
 class DisDiffConfig:
-    #: where the diffusion runs: ldm (the latents of the frozen stage-1 autoencoder, as DisDiff)
-    #: or pixel (the images themselves; no first stage, for tests and small experiments)
-    latent: Literal["ldm", "pixel"] = "ldm"
+    #: where the diffusion runs: ldm (the latents of the frozen stage-1 autoencoder, as DisDiff;
+    #: every disdiff preset but pixel_smoke) or pixel (the images themselves; no first stage, for
+    #: tests and small experiments). The default is pixel because ldm needs the upstream LDM's
+    #: settings below, which no default can know.
+    latent: Literal["ldm", "pixel"] = "pixel"
     #: latent ldm: the upstream LDM's model settings (its preset's model section without name),
     #: so this model builds the same first_stage and unet that init loads from the LDM run
     ldm: dict[str, Any] = field(default_factory=dict)
