@@ -18,6 +18,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from disentkit.commands._args import add_weights_options
+from disentkit.commands._args import positive_int as _positive
 from disentkit.commands._trust import add_trust_imports, prepare_runs
 from disentkit.errors import UserError
 
@@ -28,16 +30,6 @@ class ImageInputError(UserError, ValueError):
 
 class NotAnAutoencoderError(UserError, TypeError):
     """The run's model has no code blocks and DDIM inversion (not a pdae / diti run)."""
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
-    return number
 
 
 def _block(value: str) -> tuple[int, int]:
@@ -68,8 +60,7 @@ def add_image_options(parser: argparse.ArgumentParser) -> None:
                         help="DDIM steps of the inversion and of the regeneration (default: the "
                              "run's model.sample_steps; DiTi's script inverts with 1000 and "
                              "regenerates with 100)")
-    parser.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
-    parser.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda)")
+    add_weights_options(parser)
     add_trust_imports(parser)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from disentkit.commands._args import positive_int as _positive
 from disentkit.commands._trust import add_trust_imports, prepare_runs
 
 
@@ -27,16 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_attribute_options(parser)
     add_trust_imports(parser)
     parser.set_defaults(handler=run)
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
-    return number
 
 
 def _add_protocol_options(parser: argparse.ArgumentParser) -> None:

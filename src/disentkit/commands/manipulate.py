@@ -28,6 +28,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from disentkit.commands._args import positive_int as _positive
 from disentkit.commands.counterfactual import (
     add_image_options,
     image_from_argument,
@@ -38,16 +39,6 @@ from disentkit.errors import UserError
 
 class UnknownAttributeError(UserError, LookupError):
     """``--attribute`` names no attribute or factor of the run's dataset."""
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
-    return number
 
 
 def _scale(value: str) -> float:
