@@ -24,27 +24,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from disentkit.commands._args import add_weights_options
+from disentkit.commands._args import positive_int as _positive
+from disentkit.commands._args import seed_int as _seed
 from disentkit.commands._trust import add_trust_imports, prepare_runs
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
-    return number
-
-
-def _seed(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if not 0 <= number < 2**63:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
-    return number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,8 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=_positive, default=None,
                         help="sampler steps (default: the run's model.sample_steps)")
     parser.add_argument("--seed", type=_seed, default=0, help="seed of the images and noise (default 0)")
-    parser.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
-    parser.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda)")
+    add_weights_options(parser)
     parser.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default RUN_DIR/swaps)")
     add_trust_imports(parser)
     parser.set_defaults(handler=run)
