@@ -28,6 +28,16 @@ BASE = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _python_ctrl_c() -> object:
+    """Ctrl-C as Python sets it up in a terminal. A process started in the background of a
+    non-interactive shell inherits SIGINT ignored, and the engine rightly leaves an ignored
+    SIGINT alone; these tests are about the terminal case."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _config(tmp_path: Path, *extra: str):
     return load_config(None, [*BASE, f"out_dir={tmp_path}", *extra])
 
