@@ -198,3 +198,20 @@ def test_paper_presets_train_the_reference_encoder_and_shift_decoder(name: str, 
     # ShiftUNet 115,965,830 / 52,007,811 trainable (Diff-AE's CelebA64 DDPM) + the 1,487,104 encoder
     assert count_parameters(model.encoder) + count_parameters(model.shift) == trainable
     assert config.train.batch_size == 128 and config.optim.lr == pytest.approx(1e-4 * 128 / 32)
+
+
+def test_a_new_run_without_an_upstream_base_is_refused_in_one_line() -> None:
+    """A PDAE on a random 'frozen' base trains a shift decoder against noise: apply_init refuses
+    a new run whose init names no upstream run, and a resumed run (weights from its own
+    checkpoint) is let through."""
+    import dataclasses
+
+    from disentkit.config import InitConfig, load_config
+    from disentkit.errors import ConfigError
+    from disentkit.training.stages import apply_init
+
+    config = dataclasses.replace(load_config("pdae/smoke"), init=InitConfig())
+    model = _model()
+    with pytest.raises(ConfigError, match=r"pdae trains on top of a frozen base .* init\.run=RUN_DIR"):
+        apply_init(model, config, resume=False)
+    assert apply_init(model, config, resume=True) is config

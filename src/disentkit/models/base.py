@@ -133,6 +133,9 @@ class Model(nn.Module):
     frozen_modules: ClassVar[tuple[str, ...]] = ()
     #: sub-modules the EMA averages when ``train.ema_modules`` is empty (empty: the whole model)
     ema_modules: ClassVar[tuple[str, ...]] = ()
+    #: sub-modules that are only meaningful when loaded from an upstream run (PDAE's frozen base
+    #: DDPM): a new run of such a model must name one in ``init`` (training/stages.apply_init)
+    upstream_modules: ClassVar[tuple[str, ...]] = ()
     #: the evaluation protocol ``disentkit eval`` uses when none is given: dlib, fdae or disdiff
     default_protocol: ClassVar[str] = "dlib"
 

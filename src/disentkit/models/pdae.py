@@ -179,6 +179,8 @@ class PDAE(Model):
     Config = PDAEConfig
     input_range: ClassVar[str] = "pm1"
     frozen_modules: ClassVar[tuple[str, ...]] = ("base",)
+    #: a random base would make the shift decoder fill the gaps of noise: refuse a run without one
+    upstream_modules: ClassVar[tuple[str, ...]] = ("base",)
     #: the sampler decode runs (listed so that sample grids ask ``sample``, which refuses)
     samplers: ClassVar[tuple[str, ...]] = ("ddim",)
     #: no prior over the codes: ``sample`` refuses, and so does ``log.images_every`` before training

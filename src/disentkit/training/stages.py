@@ -220,6 +220,13 @@ def apply_init(model: nn.Module, config: RunConfig, resume: bool) -> RunConfig:
             f"init.preset = {init.preset!r} names an upstream stage to train first: train through "
             "disentkit.train (or `disentkit train`), which trains or finds it, or set init.run=RUN_DIR"
         )
+    needed = tuple(getattr(model, "upstream_modules", ()))
+    if not resume and not init.run and needed:
+        name = getattr(config.model, "name", type(model).__name__)
+        raise ConfigError(
+            f"{name} trains on top of a frozen {', '.join(needed)} loaded from an upstream run, and "
+            "this config names none: set init.run=RUN_DIR (a finished run of the base model) or "
+            f"init.preset=PRESET, as every {name} preset does (disentkit presets {name})")
     if not resume and init.run:
         upstream = Path(init.run).resolve()
         state, digest = load_upstream(upstream, init.sha256)
