@@ -127,28 +127,38 @@ class DDPM(Model):
         """``num`` images in [-1, 1] from x_T ~ N(0, I): DDIM with ``steps`` (default
         ``config.sample_steps``) or DDPM ancestral over all T steps (``sampler="ddpm"``); the
         noise is drawn from ``generator`` (default: a fresh one seeded 0)."""
-        cfg = self.config
-        sampler = sampler or cfg.sampler
-        if sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {sampler!r:.40}; expected one of {', '.join(SAMPLERS)}")
-        if sampler == "ddpm" and steps is not None:
-            raise ConfigError(f"the ddpm sampler runs all T={self.schedule.num_steps} steps; the number "
-                              "of steps applies to ddim, so drop it or use the ddim sampler")
-        if generator is None:
-            generator = torch.Generator().manual_seed(0)
-        device = next(self.parameters()).device
-        shape = (int(num), *self.image_shape)
-        x_T = torch.randn(shape, generator=generator, device=generator.device).to(device)
-        if sampler == "ddpm":
-            return ddpm_sample(self.denoise, self.schedule, x_T, generator, clip_x0=cfg.clip_x0)
-        return ddim_sample(self.denoise, self.schedule, x_T, steps or cfg.sample_steps,
-                           spacing=cfg.spacing, eta=cfg.eta, clip_x0=cfg.clip_x0, generator=generator)
+        return sample_from_noise(self.denoise, self.schedule, self.config,
+                                 (int(num), *self.image_shape), next(self.parameters()).device,
+                                 generator, steps, sampler)
 
     # ---- no representation -------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """A pixel DDPM learns no code: raises :class:`NoRepresentationError` (one line)."""
         require_representation(self)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def sample_from_noise(denoise: Any, schedule: DiscreteSchedule, config: Any, shape: tuple[int, ...],
+                      device: torch.device, generator: torch.Generator | None = None,
+                      steps: int | None = None, sampler: str | None = None) -> torch.Tensor:
+    """Draw x_T ~ N(0, I) of ``shape`` from ``generator`` (default: a fresh one seeded 0) and run
+    the eps-model ``denoise`` back to x_0: DDIM with ``steps`` (default ``config.sample_steps``)
+    or DDPM ancestral over all T steps. ``config`` gives ``sampler``, ``sample_steps``,
+    ``spacing``, ``eta`` and ``clip_x0`` (``DDPMConfig`` and the configs built on it)."""
+    sampler = sampler or config.sampler
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {sampler!r:.40}; expected one of {', '.join(SAMPLERS)}")
+    if sampler == "ddpm" and steps is not None:
+        raise ConfigError(f"the ddpm sampler runs all T={schedule.num_steps} steps; the number "
+                          "of steps applies to ddim, so drop it or use the ddim sampler")
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    x_T = torch.randn(shape, generator=generator, device=generator.device).to(device)
+    if sampler == "ddpm":
+        return ddpm_sample(denoise, schedule, x_T, generator, clip_x0=config.clip_x0)
+    return ddim_sample(denoise, schedule, x_T, steps or config.sample_steps,
+                       spacing=config.spacing, eta=config.eta, clip_x0=config.clip_x0,
+                       generator=generator)
 
 
 def _randint(high: int, n: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:

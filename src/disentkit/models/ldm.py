@@ -51,11 +51,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from disentkit.diffusion.samplers import ddim_sample, ddpm_sample
 from disentkit.diffusion.schedules import DiscreteSchedule
 from disentkit.errors import ConfigError
 from disentkit.models.base import DataFacts, Model, require_representation
-from disentkit.models.ddpm import SAMPLERS, DDPMConfig, _randint, _randn
+from disentkit.models.ddpm import SAMPLERS, DDPMConfig, _randint, _randn, sample_from_noise
 from disentkit.nn.ldm_autoencoder import AutoencoderConfig, LatentAutoencoder
 from disentkit.nn.unet import UNet
 from disentkit.ranges import Range
@@ -163,22 +162,9 @@ class LDM(Model):
     def sample_latents(self, num: int, generator: torch.Generator | None = None,
                        steps: int | None = None, sampler: str | None = None) -> Tensor:
         """``num`` scaled latents from z_T ~ N(0, I) (DDIM with ``steps``, or DDPM ancestral)."""
-        cfg = self.config
-        sampler = sampler or cfg.sampler
-        if sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {sampler!r:.40}; expected one of {', '.join(SAMPLERS)}")
-        if sampler == "ddpm" and steps is not None:
-            raise ConfigError(f"the ddpm sampler runs all T={self.schedule.num_steps} steps; the number "
-                              "of steps applies to ddim, so drop it or use the ddim sampler")
-        if generator is None:
-            generator = torch.Generator().manual_seed(0)
-        device = self.scale_factor.device
-        z_T = torch.randn((int(num), *self.latent_shape), generator=generator,
-                          device=generator.device).to(device)
-        if sampler == "ddpm":
-            return ddpm_sample(self.denoise, self.schedule, z_T, generator, clip_x0=cfg.clip_x0)
-        return ddim_sample(self.denoise, self.schedule, z_T, steps or cfg.sample_steps,
-                           spacing=cfg.spacing, eta=cfg.eta, clip_x0=cfg.clip_x0, generator=generator)
+        return sample_from_noise(self.denoise, self.schedule, self.config,
+                                 (int(num), *self.latent_shape), self.scale_factor.device,
+                                 generator, steps, sampler)
 
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None, steps: int | None = None,
