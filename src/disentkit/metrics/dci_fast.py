@@ -40,6 +40,7 @@ from threadpoolctl import threadpool_limits
 from disentkit.errors import UserError
 from disentkit.metrics.dci import SIZES as DCI_SIZES
 from disentkit.metrics.dci import dci_from_importance
+from disentkit.metrics.dci import draw_sizes as draw_sizes  # dci's draws: the codes are shared
 from disentkit.metrics.declare import declare_metric
 from disentkit.metrics.sampling import DEFAULT_ENCODE_BATCH, RepresentationFunction, sample_draws
 from disentkit.metrics.utils import derived_seed
@@ -162,11 +163,6 @@ def dci_fast(
     draws = sample_draws(ground_truth_data, representation_function, (num_train, num_test),
                          random_state, batch_size, encode_batch_size)
     return score_draws(draws, random_state, hgb_seed, n_jobs, hgb_params)
-
-
-def draw_sizes(num_train: int = 10000, num_test: int = 5000, **_: Any) -> list[int]:
-    """The consecutive ``sample_codes`` draws this metric makes (the same as ``dci``)."""
-    return [num_train, num_test]
 
 
 def score_draws(
