@@ -1,5 +1,5 @@
-"""Training speed on a busy CPU: torch threads (1 or 2) x OpenMP wait policy (ACTIVE or PASSIVE),
-with and without a competing CPU load, in one run.
+"""Training speed on a busy CPU: torch threads (1 or 2) x OpenMP waiting (``OMP_WAIT_POLICY``
+ACTIVE or PASSIVE, or a bounded ``GOMP_SPINCOUNT``), with and without a competing CPU load, in one run.
 
 Each setting trains the quickstart model (``preset=quickstart/sprites``: beta-TCVAE, dlib conv nets,
 32x32 sprites, batch 64) for ``--seconds`` of training in a fresh ``disentkit train`` process — the wait
@@ -36,6 +36,8 @@ from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 BATCH = 64
+#: libgomp waiting at 2 threads: spin forever, sleep at once, libgomp's default spin, shorter spins
+TWO_THREAD_POLICIES = ("ACTIVE", "PASSIVE", "spin:300000", "spin:30000", "spin:3000")
 
 
 def _spin(stop_at: float) -> None:
@@ -45,11 +47,27 @@ def _spin(stop_at: float) -> None:
         x += 1
 
 
+def _policy_env(policy: str) -> dict[str, str]:
+    """The environment of one setting: ``ACTIVE`` / ``PASSIVE`` set ``OMP_WAIT_POLICY``;
+    ``spin:N`` sets ``GOMP_SPINCOUNT=N`` (spin N iterations, then sleep), which libgomp obeys
+    whatever the policy. ``spin:300000`` is libgomp's own default for an unset policy; it is set
+    explicitly because ``disentkit`` fills an unset ``OMP_WAIT_POLICY`` with its own choice."""
+    env = dict(os.environ)
+    for key in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        env.pop(key, None)
+    if policy in ("ACTIVE", "PASSIVE"):
+        env["OMP_WAIT_POLICY"] = policy
+    elif policy.startswith("spin:"):
+        env["GOMP_SPINCOUNT"] = policy.split(":", 1)[1]
+    else:
+        raise ValueError(f"unknown policy {policy!r}")
+    return env
+
+
 def _train(seconds: float, threads: int, policy: str, out: Path, name: str) -> list[float]:
     """Train the quickstart model in a new process for ``seconds`` of training (counted from its
     first logged step) and return the images/s of every logged step after the first three."""
-    env = dict(os.environ, OMP_WAIT_POLICY=policy)
-    env.pop("OMP_NUM_THREADS", None)
+    env = _policy_env(policy)
     cmd = [sys.executable, "-m", "disentkit", "train", "preset=quickstart/sprites",
            "train.steps=100000", "train.checkpoint_every=100000", f"train.num_threads={threads}",
            "eval.at_end=false", "eval.report_at_end=false", "log.every=1",
@@ -94,8 +112,10 @@ def main() -> None:
                         help="training seconds per setting and round")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    # One thread has no parallel region to wait in, so its policy is measured only at both ends.
+    per_load = [(1, "ACTIVE"), (1, "PASSIVE"), *((2, p) for p in TWO_THREAD_POLICIES)]
     settings = [dict(threads=t, policy=p, loaded=lo)
-                for lo, t, p in itertools.product((False, True), (1, 2), ("ACTIVE", "PASSIVE"))]
+                for lo, (t, p) in itertools.product((False, True), per_load)]
     load_start = os.getloadavg()
     rates: dict[int, list[float]] = {i: [] for i in range(len(settings))}
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,7 +147,7 @@ def main() -> None:
              f"{args.rounds} interleaved rounds. Background load average at start "
              f"{', '.join(f'{v:.1f}' for v in load_start)}, at end "
              f"{', '.join(f'{v:.1f}' for v in load_end)}.", "",
-             "| added load | threads | OMP_WAIT_POLICY | img/s (median) | min - max |",
+             "| added load | threads | wait policy | img/s (median) | min - max |",
              "|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {'one spinner per core' if row['loaded'] else 'none'} | {row['threads']} | "

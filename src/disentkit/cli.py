@@ -63,20 +63,29 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("DISENTKIT_DEBUG", "") not in ("", "0")
 
 
-def prefer_passive_openmp() -> None:
-    """Let idle OpenMP threads sleep unless the user chose otherwise (``OMP_WAIT_POLICY``).
+#: spins of an idle OpenMP thread before it sleeps (libgomp's default is 300,000)
+OPENMP_SPIN_COUNT = "30000"
 
-    libgomp's threads spin between parallel regions by default; on a machine whose cores also
-    run other jobs, the spinning threads of a 2-thread run fight those jobs at every barrier and
-    training collapsed 25x (10 against 250-330 img/s, ``benchmarks/results/thread_policy.md``).
-    Sleeping threads cost nothing measurable when the machine is quiet. libgomp reads the
-    variable once, when torch loads it, so this runs before any command imports torch.
+
+def bound_openmp_spinning() -> None:
+    """Let idle OpenMP threads spin briefly, then sleep, unless the user chose otherwise.
+
+    libgomp's threads spin 300,000 iterations between parallel regions by default
+    (``OMP_WAIT_POLICY`` unset; forever with ACTIVE). On a machine whose cores also run other
+    jobs, the spinning threads of a 2-thread run fight those jobs at every barrier: training
+    collapsed to 35 img/s against 404 with sleeping threads (``benchmarks/results/
+    thread_policy_busy.md``). Sleeping at once (PASSIVE) costs half the speed on a quiet machine
+    instead (775 against 1586 img/s). A bound of 30,000 spins kept 92% of the quiet speed and
+    95% of the best loaded speed (``benchmarks/results/thread_policy.md``). ``GOMP_SPINCOUNT``
+    and ``OMP_WAIT_POLICY`` are left alone when either is set. libgomp (the OpenMP of torch's pip
+    wheels) reads them once, when torch loads it, so this runs before any command imports torch.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
 
 
 def main(argv: list[str] | None = None) -> int:
-    prefer_passive_openmp()
+    bound_openmp_spinning()
     from disentkit.errors import UserError, describe_os_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
