@@ -68,17 +68,22 @@ def test_counterfactual_writes_the_labelled_grid_of_the_model(diti_run: Path, tm
     model = loaded.model
     with torch.no_grad():  # the model works in its pixel range, [-1, 1]
         grid = for_display(model.counterfactual(for_model(x_a, model), for_model(x_b, model),
-                                                [(0, 1), (4, 4)], [0.0, 1.0], 2)[:, :, 0], model)
+                                                [(0, 1), (4, 4)], [0.0, 1.0], 2, "both")[:, :, 0],
+                           model)
     layout = loaded.model.block_layout()
-    labels = [block_label(layout, 0, 1), block_label(layout, 4, 4)]
-    assert labels == ["block 0 / dims 0-4", "blocks 4-7 / dims 18-31"]
+    assert [block_label(layout, 0, 1), block_label(layout, 4, 4)] == [
+        "block 0 / dims 0-4", "blocks 4-7 / dims 18-31"]
+    labels = ["block 0 / dims 0-4 in A", "block 0 / dims 0-4 in B",
+              "blocks 4-7 / dims 18-31 in A", "blocks 4-7 / dims 18-31 in B"]
     expected = np.asarray(counterfactual_figure(grid, x_a[0], x_b[0], labels, [0.0, 1.0]))
     written = _png(out)
     assert written.shape == expected.shape
     assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
-    # alpha 0 regenerates A whatever the segment; at alpha 1 the segment taken from B matters
-    assert torch.allclose(grid[0, 0], grid[1, 0])
-    assert not torch.allclose(grid[0, 1], grid[1, 1], atol=1e-3)
+    # in A's context alpha 0 regenerates A whatever the segment, in B's alpha 1 regenerates B;
+    # at the other end the segment matters
+    assert torch.allclose(grid[0, 0], grid[2, 0]) and torch.allclose(grid[1, 1], grid[3, 1])
+    assert not torch.allclose(grid[0, 1], grid[2, 1], atol=1e-3)
+    assert not torch.allclose(grid[1, 0], grid[3, 0], atol=1e-3)
 
 
 def test_counterfactual_user_errors_are_one_line(diti_run: Path, tmp_path: Path, capsys) -> None:

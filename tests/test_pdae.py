@@ -135,6 +135,18 @@ def test_interpolation_and_counterfactual_end_points() -> None:
     grid = model.counterfactual(x_a, x_b, [(0, 2), (2, 6)], [0.0, 1.0], 3)
     assert grid.shape == (2, 2, 1, 3, 16, 16)
     assert torch.allclose(grid[0, 0], model.reconstruct(x_a, 3), atol=1e-5)
+    # B's context (the reference's second row): alpha 1 is B, alpha 0 is B with A's segment
+    both = model.counterfactual(x_a, x_b, [(0, 2), (2, 6)], [0.0, 1.0], 3, context="both")
+    assert both.shape == (4, 2, 1, 3, 16, 16)
+    assert torch.allclose(both[0::2], grid, atol=1e-5)
+    assert torch.allclose(both[1, 1], model.reconstruct(x_b, 3), atol=1e-5)
+    assert torch.allclose(both[3, 1], model.reconstruct(x_b, 3), atol=1e-5)
+    only_b = model.counterfactual(x_a, x_b, [(0, 2)], [0.0, 1.0], 3, context="b")
+    assert torch.allclose(only_b[0], both[1], atol=1e-5)
+    z_a, z_b = model.encode(x_a), model.encode(x_b)
+    keep = model.code_mask(0, 2)
+    swapped = z_b - z_b * keep + z_a * keep  # B's code with A's first two dimensions
+    assert torch.allclose(both[1, 0], model.decode(swapped, model.invert(x_a, 3, z_a), 3), atol=1e-5)
     with pytest.raises(ConfigError, match="do not fit"):
         model.code_mask(6, 4)
 

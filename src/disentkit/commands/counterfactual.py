@@ -5,10 +5,11 @@ DiTi's counterfactual generation (Yue et al., ICLR 2024; ``yue-zhongqi/diti``
 DDIM-inverted; for each code segment (``START:WIDTH`` in blocks of the model's partition, a DiTi
 block being one time-step interval, a PDAE block one dimension) the segment of A's code is lerped
 towards B's, ``z' = z_A - z_A K + lerp(z_A K, z_B K, alpha)``, the inverted noises are slerped and
-the image is regenerated (DiTi: masked guided DDIM). Writes one labelled PNG grid: rows = segments,
-columns = alphas, framed by the two inputs. Defaults as the reference: segments (2, 4), (16, 8),
-(24, 8), (32, 32) of 64 blocks (scaled to models with another number of blocks) and alphas 0, .25,
-.5, .75, 1.
+the image is regenerated (DiTi: masked guided DDIM). As in the reference, each segment also gets a
+second row with the same lerp in B's context (``z_B - z_B K + ...``; ``--context a`` or ``b`` draws
+one of the two). Writes one labelled PNG grid: rows = segments (x contexts), columns = alphas,
+framed by the two inputs. Defaults as the reference: segments (2, 4), (16, 8), (24, 8), (32, 32) of
+64 blocks (scaled to models with another number of blocks) and alphas 0, .25, .5, .75, 1.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Invert two images with a pdae or diti run, lerp chosen segments of the first code "
             "towards the second, slerp the inverted noises and regenerate; writes one labelled PNG "
-            "grid (rows: segments, columns: alphas). Example: disentkit counterfactual runs/diti "
-            "--image a.png --image b.png --blocks 2:4 16:8 --alphas 0 0.5 1"
+            "grid (rows: segments in A's and B's context, columns: alphas). Example: disentkit "
+            "counterfactual runs/diti --image a.png --image b.png --blocks 2:4 16:8 --alphas 0 0.5 1"
         ),
     )
     parser.add_argument("run_dir", type=Path, help="a pdae or diti run directory")
@@ -85,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "2:4 16:8 24:8 32:32 of 64 blocks, scaled to other block counts)")
     parser.add_argument("--alphas", type=_finite, nargs="+", default=None, metavar="ALPHA",
                         help="interpolation weights (default 0 0.25 0.5 0.75 1)")
+    parser.add_argument("--context", choices=("both", "a", "b"), default="both",
+                        help="whose code the moved segment goes into: A's (alpha 0 is A), B's "
+                             "(alpha 1 is B), or both, one row each (default, as the reference)")
     parser.add_argument("--out", type=Path, default=None,
                         help="PNG path (default RUN_DIR/counterfactual.png)")
     add_image_options(parser)
@@ -171,11 +175,13 @@ def run(args: argparse.Namespace) -> int:
     with torch.no_grad():
         # the model takes and returns its own pixel range ([-1, 1]); the figure shows [0, 1]
         grid = for_display(model.counterfactual(for_model(x_a, model), for_model(x_b, model), blocks,
-                                                alphas, args.steps)[:, :, 0], model)
-    labels = [block_label(layout, s, w) for s, w in blocks]
+                                                alphas, args.steps, args.context)[:, :, 0], model)
+    contexts = ["in A", "in B"] if args.context == "both" else [f"in {args.context.upper()}"]
+    labels = [f"{block_label(layout, s, w)} {where}" for s, w in blocks for where in contexts]
     out = args.out or (args.run_dir / "counterfactual.png")
     save_png(counterfactual_figure(grid, x_a[0], x_b[0], labels, alphas), out)
     steps = args.steps or getattr(model.config, "sample_steps", None)
-    print(f"{out}  ({len(blocks)} segments x {len(alphas)} alphas, {steps} DDIM steps, "
+    print(f"{out}  ({len(blocks)} segments x {len(contexts)} context(s) x {len(alphas)} alphas, "
+          f"{steps} DDIM steps, "
           f"{len(layout)} blocks in the code)")
     return 0

@@ -328,18 +328,29 @@ class PDAE(Model):
 
     @torch.no_grad()
     def counterfactual(self, x_a: Tensor, x_b: Tensor, blocks: Sequence[tuple[int, int]],
-                       alphas: Sequence[float], steps: int | None = None) -> Tensor:
-        """(len(blocks), len(alphas), B, C, H, W): see the class docstring (DiTi's
-        ``eval/counterfactual_generation.py``)."""
+                       alphas: Sequence[float], steps: int | None = None,
+                       context: str = "a") -> Tensor:
+        """(rows, len(alphas), B, C, H, W) (DiTi's ``eval/counterfactual_generation.py``).
+
+        For each segment K the segment is lerped from A's code to B's,
+        ``lerp(z_A K, z_B K, alpha)``, with the inverted noises slerped alike. ``context="a"``
+        puts it into A's code (``z_A - z_A K + ...``: alpha 0 reconstructs A), ``"b"`` into B's
+        (the reference's second row: alpha 1 reconstructs B), ``"both"`` gives the two rows per
+        segment, A's first (rows = 2 len(blocks)); otherwise rows = len(blocks).
+        """
+        if context not in ("a", "b", "both"):
+            raise ValueError(f"context must be 'a', 'b' or 'both', got {context!r}")
         z_a, z_b = self.encode(x_a), self.encode(x_b)
         n_a, n_b = self.invert(x_a, steps, z_a), self.invert(x_b, steps, z_b)
         noises = [slerp(n_a, n_b, float(a)) for a in alphas]
+        contexts = [z_a, z_b] if context == "both" else [z_a if context == "a" else z_b]
         codes = []
         for start, width in blocks:
             keep = self.code_mask(int(start), int(width)).to(z_a)
-            codes += [z_a - z_a * keep + torch.lerp(z_a * keep, z_b * keep, float(a)) for a in alphas]
-        out = self._decode_all(codes, noises * len(blocks), steps)
-        return out.reshape(len(blocks), len(alphas), *out.shape[1:])
+            for z in contexts:
+                codes += [z - z * keep + torch.lerp(z_a * keep, z_b * keep, float(a)) for a in alphas]
+        out = self._decode_all(codes, noises * (len(blocks) * len(contexts)), steps)
+        return out.reshape(len(blocks) * len(contexts), len(alphas), *out.shape[1:])
 
     def _decode_all(self, codes: list[Tensor], noises: list[Tensor], steps: int | None) -> Tensor:
         """Decode the pairs (codes[i], noises[i]) of B images each in one sampler batch:

@@ -68,7 +68,7 @@ def counterfactual_figure(grid: torch.Tensor, image_a: torch.Tensor, image_b: to
     tiles = _tiles(torch.cat([a.to(grid), grid, b.to(grid)], dim=1))
     columns = ["image A", *[f"alpha {float(x):g}" for x in alphas], "image B"]
     return label_grid(make_grid(tiles), list(row_labels), columns,
-                      title="counterfactual: code segment of A moved towards B")
+                      title="counterfactual: a code segment moved from A's (alpha 0) to B's (alpha 1)")
 
 
 def manipulation_figure(inputs: torch.Tensor, edits: torch.Tensor, scales: Sequence[float],
