@@ -116,3 +116,29 @@ def test_eval_merges_into_results_json_and_every_reader_sees_all(run_dir: Path, 
     runs, skipped = collect_runs([run_dir])
     assert not skipped and {"mig.discrete_mig", "sap.SAP_score"} <= set(runs[0].scores)
     assert not any(key.startswith(("entries", "layout")) for key in runs[0].scores)
+
+
+def test_eval_on_another_dataset_writes_its_own_file_and_checks_the_image_shape(
+        run_dir: Path, capsys) -> None:
+    """`--data` scores the run on other data (DiTi probes CelebA-LMDB and FFHQ encoders on
+    labelled CelebA); the run's results.json is left as it was."""
+    assert main(["eval", str(run_dir), "--metrics", "mig", "--preset", "fast"]) == 0
+    own = (run_dir / "results.json").read_text()
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--metrics", "mig", "--preset", "fast",
+                 "--data", "name=sprites", "image_size=32", "orientations=4", "positions=8"]) == 0
+    assert (run_dir / "results.json").read_text() == own
+    other = json.loads((run_dir / "results_sprites.json").read_text())
+    assert other["dataset"] == "sprites"
+    assert other["data_overrides"] == ["name=sprites", "image_size=32", "orientations=4", "positions=8"]
+    assert 0.0 <= other["metrics"]["mig"]["discrete_mig"] <= 1.0
+    assert other["metrics"]["mig"] != json.loads(own)["metrics"]["mig"]  # another factor grid
+    capsys.readouterr()
+    for extra, message in [(["image_size=64"], "its images are (1, 64, 64) (C, H, W) but the model was "
+                                               "trained on (1, 32, 32)"),
+                           ([], "")]:
+        args = ["--data", "name=sprites", *extra] if extra else ["--data", "image_size=32"]
+        assert main(["eval", str(run_dir), "--metrics", "mig", "--preset", "fast", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert (message or "--data needs name=DATASET") in err

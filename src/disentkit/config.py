@@ -435,6 +435,13 @@ class UntrustedImportsError(ConfigError):
     """A run folder's config.yaml names modules to import; importing them would run its code."""
 
 
+def data_section(settings: dict[str, Any]) -> SectionConfig:
+    """A checked data section from plain ``{"name": ..., key: value}`` settings (``eval --data``)."""
+    section = _section_from_dict("data", settings)
+    _check_fields(section.params, "data")
+    return section
+
+
 def check_config(config: RunConfig) -> None:
     """Check a whole config before anything runs: every number of every section (model and
     data included) against the range its field declares, every float finite, the run name

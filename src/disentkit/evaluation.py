@@ -61,8 +61,14 @@ def evaluate_run(
     groups: dict[str, int | None] | None = None,
     attribute_split: dict[str, int | None] | None = None,
     attribute_probe: dict[str, str | None] | None = None,
+    other_data: list[str] | None = None,
 ) -> dict[str, Any]:
     """Score a run's representation on its dataset; returns and saves the results.
+
+    ``other_data`` (``["name=celeba", "crop=d2c", ...]``) scores it on another dataset instead, as
+    DiTi probes encoders trained on CelebA's LMDB or FFHQ on labelled CelebA and LFW
+    (:func:`other_dataset`); those scores go to ``results_<name>.json``, so the run's own
+    ``results.json`` is never mixed with another dataset's.
 
     Defaults come from the run config's ``eval`` section. ``representation="mean"``: the model's
     ``encode`` (the posterior mean for the VAE family, dlib's headline representation);
@@ -99,7 +105,12 @@ def evaluate_run(
     cfg = run.config.eval
     preset = preset or cfg.preset
     seed = cfg.seed if seed is None else seed
-    data = run.data()
+    data_name = run.config.data.name
+    if other_data:
+        data = other_dataset(run, other_data)
+        data_name = data.name if isinstance(getattr(data, "name", None), str) else data_name
+    else:
+        data = run.data()
     rep = representation_from_model(run.model, device=device, sampled=representation == "sampled",
                                     sample_seed=seed)
     protocol, groups, chosen = resolve_protocol(run.model, cfg, protocol, groups)
@@ -107,11 +118,11 @@ def evaluate_run(
         if any(v is not None for v in (attribute_probe or {}).values()):
             raise ConfigError(
                 "--probe / --select-epoch-on apply to attribute-labelled data such as celeba or lfw; "
-                f"'{run.config.data.name}' has ground-truth factors; drop them")
+                f"'{data_name}' has ground-truth factors; drop them")
         if any(v is not None for v in (attribute_split or {}).values()):
             raise ConfigError(
                 "the attribute split sizes (--attr-train/--attr-test/--attr-points) apply to "
-                f"attribute-labelled data such as celeba or lfw; '{run.config.data.name}' has "
+                f"attribute-labelled data such as celeba or lfw; '{data_name}' has "
                 "ground-truth factors, whose metrics take their sizes from --preset")
         if protocol == "fdae" and not metrics:  # the run's list may hold metrics FDAE has no form of
             metrics = [m for m in cfg.metrics if m in FDAE_METRICS]
@@ -124,7 +135,7 @@ def evaluate_run(
     elif getattr(data, "attributes", None) is not None:
         if protocol != "dlib" and chosen:
             raise ConfigError(f"protocol {protocol!r} scores code groups on ground-truth factors; "
-                              f"'{run.config.data.name}' has attribute labels only, so drop --protocol")
+                              f"'{data_name}' has attribute labels only, so drop --protocol")
         options = attribute_probe or {}
         select = ({"linear_probe_regression": {"select_on": options["select_on"]}}
                   if options.get("select_on") else None)
@@ -134,18 +145,42 @@ def evaluate_run(
                                       **(attribute_split or {}))
     else:
         raise UnscorableDataError(
-            f"dataset '{run.config.data.name}' has neither ground-truth factors nor attribute labels; "
+            f"dataset '{data_name}' has neither ground-truth factors nor attribute labels; "
             "the disentanglement metrics need a ground-truth dataset, the attribute metrics (tad, "
             "attribute_probe_ap, attribute_regression) a labelled one such as celeba or lfw"
         )
-    fresh = _json_safe({"run": str(run.path), "dataset": run.config.data.name,
+    fresh = _json_safe({"run": str(run.path), "dataset": data_name,
                         "representation": representation, **results})
-    payload, note = save_results(Path(run_dir), fresh, step=_run_step(Path(run_dir)))
+    if other_data:
+        fresh["data_overrides"] = list(other_data)
+    file_name = f"results_{data_name}.json" if other_data else "results.json"
+    payload, note = save_results(Path(run_dir), fresh, step=_run_step(Path(run_dir)), file_name=file_name)
     if note:
         print(f"note: {note}", file=sys.stderr)
     if not quiet:
         print(format_table(payload, only=payload["evaluated"]))
     return payload
+
+
+def other_dataset(run: Any, settings: list[str]) -> Any:
+    """The dataset of ``settings`` (``key=value`` items of a data section, ``name`` required) in
+    place of the run's, with the run's data root; refused in one line unless its images have the
+    shape the model was trained on."""
+    import dataclasses
+
+    from disentkit.builders import build_dataset, image_shape_of
+    from disentkit.config import ConfigError, apply_overrides, data_section
+
+    section = apply_overrides({}, [f"data.{item}" for item in settings]).get("data", {})
+    if "name" not in section:
+        raise ConfigError(f"--data needs name=DATASET among its settings (e.g. --data name=celeba "
+                          f"image_size=64 crop=d2c), got {' '.join(settings)[:80]!r}")
+    dataset = build_dataset(dataclasses.replace(run.config, data=data_section(section)))
+    shape, expected = image_shape_of(dataset), tuple(run.model.image_shape)
+    if shape != expected:
+        raise ConfigError(f"--data {section['name']}: its images are {shape} (C, H, W) but the model "
+                          f"was trained on {expected}; set image_size (and the crop) to match")
+    return dataset
 
 
 def resolve_protocol(model: Any, eval_config: Any, protocol: str | None,
@@ -344,10 +379,11 @@ def _read_previous(path: Path, dataset: str) -> tuple[dict[str, Any] | None, str
     return None, f"the previous results.json {why}; it was kept as {moved.name} and a new one written"
 
 
-def save_results(run_dir: Path, fresh: dict[str, Any], step: int | None = None) -> tuple[dict[str, Any], str]:
-    """Merge ``fresh`` (one evaluation) into ``run_dir/results.json`` and write it atomically;
+def save_results(run_dir: Path, fresh: dict[str, Any], step: int | None = None,
+                 file_name: str = "results.json") -> tuple[dict[str, Any], str]:
+    """Merge ``fresh`` (one evaluation) into ``run_dir/file_name`` and write it atomically;
     returns the written payload and a note on what was replaced, kept or set aside ("" if none)."""
-    path = Path(run_dir) / "results.json"
+    path = Path(run_dir) / file_name
     previous, aside = _read_previous(path, str(fresh.get("dataset")))
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     payload, note = merge_results(previous, fresh, step=step, evaluated_at=now)

@@ -1,9 +1,10 @@
 """``disentkit eval RUN_DIR [--metrics ...] [--preset study|fast] [--seed N] [--representation mean|sampled]
 [--protocol dlib|fdae|disdiff --groups K | --group-size S] [--attr-train N --attr-test N --attr-points N]
-[--probe closed_form|linear] [--select-epoch-on valid|test]``
+[--probe closed_form|linear] [--select-epoch-on valid|test] [--data KEY=VALUE ...]``
 
 Writes ``results.json`` (scores, parameters, protocol, library versions) into the run and prints
-a table (:func:`disentkit.evaluation.evaluate_run`)."""
+a table (:func:`disentkit.evaluation.evaluate_run`); with ``--data`` the run is scored on another
+dataset, into ``results_<name>.json``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--representation", choices=["mean", "sampled"], default="mean",
                         help="posterior mean (default, dlib's headline) or one posterior sample")
     parser.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda)")
+    parser.add_argument("--data", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="score on another dataset than the run's: its data settings, name "
+                             "first (e.g. --data name=celeba image_size=64 crop=d2c for DiTi's "
+                             "CelebA probe of an FFHQ or CelebA-LMDB run); the scores go to "
+                             "RUN/results_<name>.json")
     _add_protocol_options(parser)
     _add_attribute_options(parser)
     add_trust_imports(parser)
@@ -84,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                              "disdiff_fit_points": args.disdiff_fit_points},
                      attribute_split={"num_train": args.attr_train, "num_test": args.attr_test,
                                       "num_points": args.attr_points},
-                     attribute_probe={"probe": args.probe, "select_on": args.select_epoch_on})
+                     attribute_probe={"probe": args.probe, "select_on": args.select_epoch_on},
+                     other_data=args.data)
     except (ValueError, LookupError) as err:  # bad metric names, datasets without labels, ...
         print(f"disentkit eval: error: {err}", file=sys.stderr)
         return 2
