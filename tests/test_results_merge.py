@@ -128,6 +128,10 @@ def test_eval_on_another_dataset_writes_its_own_file_and_checks_the_image_shape(
     assert main(["eval", str(run_dir), "--metrics", "mig", "--preset", "fast",
                  "--data", "name=sprites", "image_size=32", "orientations=4", "positions=8"]) == 0
     assert (run_dir / "results.json").read_text() == own
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--metrics", "mig", "--preset", "fast",
+                 "--data", "name=sprites", "image_size=32", "orientations=4", "positions=8"]) == 0
+    assert "note: results_sprites.json: replaced mig (same settings)" in capsys.readouterr().err
     other = json.loads((run_dir / "results_sprites.json").read_text())
     assert other["dataset"] == "sprites"
     assert other["data_overrides"] == ["name=sprites", "image_size=32", "orientations=4", "positions=8"]

@@ -105,12 +105,10 @@ def evaluate_run(
     cfg = run.config.eval
     preset = preset or cfg.preset
     seed = cfg.seed if seed is None else seed
-    data_name = run.config.data.name
     if other_data:
-        data = other_dataset(run, other_data)
-        data_name = data.name if isinstance(getattr(data, "name", None), str) else data_name
+        data_name, data = other_dataset(run, other_data)
     else:
-        data = run.data()
+        data_name, data = run.config.data.name, run.data()
     rep = representation_from_model(run.model, device=device, sampled=representation == "sampled",
                                     sample_seed=seed)
     protocol, groups, chosen = resolve_protocol(run.model, cfg, protocol, groups)
@@ -162,10 +160,10 @@ def evaluate_run(
     return payload
 
 
-def other_dataset(run: Any, settings: list[str]) -> Any:
-    """The dataset of ``settings`` (``key=value`` items of a data section, ``name`` required) in
-    place of the run's, with the run's data root; refused in one line unless its images have the
-    shape the model was trained on."""
+def other_dataset(run: Any, settings: list[str]) -> tuple[str, Any]:
+    """``(name, dataset)`` of ``settings`` (``key=value`` items of a data section, ``name``
+    required) in place of the run's, with the run's data root; refused in one line unless its
+    images have the shape the model was trained on."""
     import dataclasses
 
     from disentkit.builders import build_dataset, image_shape_of
@@ -175,12 +173,13 @@ def other_dataset(run: Any, settings: list[str]) -> Any:
     if "name" not in section:
         raise ConfigError(f"--data needs name=DATASET among its settings (e.g. --data name=celeba "
                           f"image_size=64 crop=d2c), got {' '.join(settings)[:80]!r}")
-    dataset = build_dataset(dataclasses.replace(run.config, data=data_section(section)))
+    data_config = data_section(section)
+    dataset = build_dataset(dataclasses.replace(run.config, data=data_config))
     shape, expected = image_shape_of(dataset), tuple(run.model.image_shape)
     if shape != expected:
         raise ConfigError(f"--data {section['name']}: its images are {shape} (C, H, W) but the model "
                           f"was trained on {expected}; set image_size (and the crop) to match")
-    return dataset
+    return data_config.name, dataset
 
 
 def resolve_protocol(model: Any, eval_config: Any, protocol: str | None,
@@ -311,10 +310,12 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 def merge_results(previous: dict[str, Any] | None, fresh: dict[str, Any], step: int | None = None,
-                  evaluated_at: str | None = None) -> tuple[dict[str, Any], str]:
+                  evaluated_at: str | None = None,
+                  file_name: str = "results.json") -> tuple[dict[str, Any], str]:
     """Merge a new evaluation into the previous results.json payload: the metrics it scored
-    replace theirs, the others are kept. Returns ``(payload, note)``; the note names what was
-    replaced (with what changed) and kept, and is empty when nothing was there before."""
+    replace theirs, the others are kept. Returns ``(payload, note)``; the note (about
+    ``file_name``) names what was replaced (with what changed) and kept, and is empty when
+    nothing was there before."""
     new_entries = metric_entries(fresh, evaluated_at, step)
     evaluated = list(fresh.get("metrics") or {})
     old = upgrade_results(previous) if previous else {"metrics": {}, "entries": {}}
@@ -325,18 +326,18 @@ def merge_results(previous: dict[str, Any] | None, fresh: dict[str, Any], step: 
                "metrics": {**old["metrics"], **fresh.get("metrics", {})},
                "entries": {**old["entries"], **new_entries},
                "evaluated": evaluated, "replaced": replaced}
-    return payload, _merge_note(replaced, kept, old["entries"], step)
+    return payload, _merge_note(replaced, kept, old["entries"], step, file_name)
 
 
 def _merge_note(replaced: dict[str, str], kept: list[str], old_entries: dict[str, Any],
-                step: int | None) -> str:
+                step: int | None, file_name: str) -> str:
     parts = []
     if replaced:
         parts.append("replaced " + ", ".join(f"{name} ({why})" for name, why in replaced.items()))
     if kept:
         parts.append("kept " + ", ".join(_kept_label(n, old_entries, step) for n in kept)
                      + " from earlier evaluations")
-    note = "results.json: " + "; ".join(parts) if parts else ""
+    note = f"{file_name}: " + "; ".join(parts) if parts else ""
     return note if len(note) <= 600 else note[:597] + "..."
 
 
@@ -376,7 +377,7 @@ def _read_previous(path: Path, dataset: str) -> tuple[dict[str, Any] | None, str
     if not why:
         return previous, ""
     moved = _set_aside(path)
-    return None, f"the previous results.json {why}; it was kept as {moved.name} and a new one written"
+    return None, f"the previous {path.name} {why}; it was kept as {moved.name} and a new one written"
 
 
 def save_results(run_dir: Path, fresh: dict[str, Any], step: int | None = None,
@@ -386,6 +387,6 @@ def save_results(run_dir: Path, fresh: dict[str, Any], step: int | None = None,
     path = Path(run_dir) / file_name
     previous, aside = _read_previous(path, str(fresh.get("dataset")))
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    payload, note = merge_results(previous, fresh, step=step, evaluated_at=now)
+    payload, note = merge_results(previous, fresh, step=step, evaluated_at=now, file_name=file_name)
     write_text_atomic(path, json.dumps(payload, indent=2))
     return payload, "; ".join(n for n in (aside, note) if n)

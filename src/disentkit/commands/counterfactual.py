@@ -182,6 +182,5 @@ def run(args: argparse.Namespace) -> int:
     save_png(counterfactual_figure(grid, x_a[0], x_b[0], labels, alphas), out)
     steps = args.steps or getattr(model.config, "sample_steps", None)
     print(f"{out}  ({len(blocks)} segments x {len(contexts)} context(s) x {len(alphas)} alphas, "
-          f"{steps} DDIM steps, "
-          f"{len(layout)} blocks in the code)")
+          f"{steps} DDIM steps, {len(layout)} blocks in the code)")
     return 0
