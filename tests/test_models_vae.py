@@ -57,6 +57,18 @@ def test_dlib_parameter_counts_match_reference() -> None:
     assert k2.encode(torch.rand(2, 1, 64, 64)).shape == (2, 10)
 
 
+def test_dlib_three_stages_keep_a_4x4_map_at_32px() -> None:
+    # Encoder: convs 1->32, 32->32, 32->64 (4x4 kernels) = 544 + 16,416 + 32,832, FC 1024->256
+    # = 262,400, heads 2 x 2,570. Decoder: FC 10->256 (2,816), 256->1024 (263,168), deconvs
+    # 64->64 (65,600), 64->32 (32,800), 32->1 (513).
+    three = make("betavae", (1, 32, 32), dlib_stages=3)
+    assert n_params(three.encoder) == 544 + 16_416 + 32_832 + 262_400 + 2 * 2_570
+    assert n_params(three.decoder) == 2_816 + 263_168 + 65_600 + 32_800 + 513
+    assert three.encoder.features(torch.rand(2, 1, 32, 32)).shape == (2, 64 * 4 * 4)
+    assert three.decoder(torch.zeros(2, 10)).shape == (2, 1, 32, 32)
+    four = make("betavae", (1, 32, 32))
+    assert four.encoder.features(torch.rand(2, 1, 32, 32)).shape == (2, 64 * 2 * 2)
+
 def test_cfasl_backbone_padding_zero_and_dense_dim() -> None:
     model = make("betavae", (1, 64, 64), architecture="cfasl", hidden_dim=128)
     feats = model.encoder.features[:-2](torch.rand(2, 1, 64, 64))  # conv stack only

@@ -34,6 +34,8 @@ class VAEConfig:
     architecture: Architecture = "dlib"
     #: dlib's code uses 2x2 kernels in the 3rd/4th encoder convolutions (paper: 4x4)
     dlib_kernel2: bool = False
+    #: dlib nets' stride-2 stages: 4 (dlib); 3 keeps a 4x4 feature map at 32x32 (disentkit variant)
+    dlib_stages: Literal[3, 4] = 4
     #: hidden width (kim: conv channels, burgess/cfasl: FC/dense_dim, mlp: units); 0: default
     hidden_dim: NonNegInt = 0
     #: weight initialisation; auto: the scheme of the architecture's source (disentkit.nn.init)

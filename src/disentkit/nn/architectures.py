@@ -12,7 +12,7 @@
 
 Every encoder maps x (B, C, H, W) to (mean, logvar); every decoder maps z to logits.
 Config fields read (``getattr`` with defaults, so any model config works): ``latent_dim``,
-``architecture``, ``dlib_kernel2``, ``hidden_dim`` (0: the architecture's own width),
+``architecture``, ``dlib_kernel2``, ``dlib_stages``, ``hidden_dim`` (0: the architecture's own width),
 ``init`` ("auto": the source's scheme, see :mod:`disentkit.nn.init`) and, for ``clg``,
 ``subgroup_sizes``/``subspace_sizes``.
 """
@@ -69,8 +69,10 @@ def build(config: Any, image_shape: tuple[int, int, int]) -> tuple[nn.Module, nn
     if name == "dlib":
         if hidden != 256:
             raise ValueError("architecture 'dlib' has a fixed FC width of 256; leave hidden_dim=0")
-        encoder = ConvEncoder(channels, latent, height, bool(getattr(config, "dlib_kernel2", False)))
-        decoder = ConvDecoder(channels, latent, height)
+        stages = int(getattr(config, "dlib_stages", 4))
+        encoder = ConvEncoder(channels, latent, height,
+                              bool(getattr(config, "dlib_kernel2", False)), stages)
+        decoder = ConvDecoder(channels, latent, height, stages)
     elif name == "kim":
         encoder = KimEncoder(channels, latent, height, hidden)
         decoder = KimDecoder(channels, latent, height, hidden)
