@@ -68,6 +68,8 @@ def test_dlib_three_stages_keep_a_4x4_map_at_32px() -> None:
     assert three.decoder(torch.zeros(2, 10)).shape == (2, 1, 32, 32)
     four = make("betavae", (1, 32, 32))
     assert four.encoder.features(torch.rand(2, 1, 32, 32)).shape == (2, 64 * 2 * 2)
+    with pytest.raises(ValueError, match="dlib_stages applies to architecture 'dlib' only"):
+        make("betavae", (1, 32, 32), architecture="kim", dlib_stages=3)
 
 def test_cfasl_backbone_padding_zero_and_dense_dim() -> None:
     model = make("betavae", (1, 64, 64), architecture="cfasl", hidden_dim=128)

@@ -62,6 +62,11 @@ def build(config: Any, image_shape: tuple[int, int, int]) -> tuple[nn.Module, nn
                 f"{' or '.join(f'{s}x{s}' for s in allowed)}, got {height}x{width}; "
                 "set data.image_size accordingly or choose architecture=mlp/dlib"
             )
+    if name != "dlib" and int(getattr(config, "dlib_stages", 4)) != 4:
+        raise ValueError(
+            f"dlib_stages applies to architecture 'dlib' only, got architecture {name!r}; "
+            "leave dlib_stages=4 or set architecture=dlib"
+        )
     latent = int(config.latent_dim)
     hidden = int(getattr(config, "hidden_dim", 0) or DEFAULT_HIDDEN[name])
     encoder: nn.Module
