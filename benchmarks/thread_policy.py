@@ -13,9 +13,11 @@ process per CPU core (pure-Python spinning, no OpenMP) for the duration of each 
 shared machine with other users looks like. The background load average at start and end is
 recorded, because an "idle" row on a machine shared with other jobs is not idle.
 
-    python benchmarks/thread_policy.py [--seconds 30] [--rounds 2]
+    python benchmarks/thread_policy.py [--seconds 30] [--rounds 2] [--spinners-per-core 1]
+                                       [--out thread_policy]
 
-Results go to ``benchmarks/results/thread_policy.{json,md}``.
+``--spinners-per-core 2`` makes the load heavier (two busy processes per core). Results go to
+``benchmarks/results/<out>.{json,md}`` (default ``thread_policy``).
 """
 
 from __future__ import annotations
@@ -90,12 +92,12 @@ def _train(seconds: float, threads: int, policy: str, out: Path, name: str) -> l
 
 
 def _timed(seconds: float, threads: int, policy: str, loaded: bool, out: Path,
-           name: str) -> list[float]:
+           name: str, per_core: int = 1) -> list[float]:
     spinners: list[mp.Process] = []
     if loaded:
         stop_at = time.time() + 3600
         spinners = [mp.Process(target=_spin, args=(stop_at,), daemon=True)
-                    for _ in range(os.cpu_count() or 1)]
+                    for _ in range(per_core * (os.cpu_count() or 1))]
         for p in spinners:
             p.start()
     try:
@@ -111,11 +113,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0,
                         help="training seconds per setting and round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--spinners-per-core", type=int, default=1,
+                        help="busy processes per core in the loaded condition")
+    parser.add_argument("--out", default="thread_policy", help="results file stem")
+    parser.add_argument("--policies", nargs="+", default=list(TWO_THREAD_POLICIES),
+                        help="2-thread wait policies to measure (ACTIVE, PASSIVE, spin:N)")
+    parser.add_argument("--loaded-only", action="store_true",
+                        help="measure only with the added load")
     args = parser.parse_args()
+    if args.spinners_per_core < 1:
+        parser.error(f"--spinners-per-core must be at least 1, got {args.spinners_per_core}")
+    load_name = ("one spinner per core" if args.spinners_per_core == 1
+                 else f"{args.spinners_per_core} spinners per core")
     # One thread has no parallel region to wait in, so its policy is measured only at both ends.
-    per_load = [(1, "ACTIVE"), (1, "PASSIVE"), *((2, p) for p in TWO_THREAD_POLICIES)]
+    for policy in args.policies:
+        _policy_env(policy)  # refuses an unknown policy before anything runs
+    per_load = [(1, "ACTIVE"), (1, "PASSIVE"), *((2, p) for p in args.policies)]
+    conditions = (True,) if args.loaded_only else (False, True)
     settings = [dict(threads=t, policy=p, loaded=lo)
-                for lo, (t, p) in itertools.product((False, True), per_load)]
+                for lo, (t, p) in itertools.product(conditions, per_load)]
     load_start = os.getloadavg()
     rates: dict[int, list[float]] = {i: [] for i in range(len(settings))}
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,11 +141,11 @@ def main() -> None:
             for i in order:
                 s = settings[i]
                 step_rates = _timed(args.seconds, s["threads"], s["policy"], s["loaded"],
-                                    Path(tmp), f"r{r}-s{i}")
+                                    Path(tmp), f"r{r}-s{i}", args.spinners_per_core)
                 rate = statistics.median(step_rates) if step_rates else 0.0
                 rates[i].append(rate)
                 print(f"round {r} threads {s['threads']} {s['policy']:7s} "
-                      f"{'loaded' if s['loaded'] else 'no added load'}: {rate:.0f} img/s", flush=True)
+                      f"{load_name if s['loaded'] else 'no added load'}: {rate:.0f} img/s", flush=True)
     load_end = os.getloadavg()
     rows: list[dict[str, Any]] = []
     for i, s in enumerate(settings):
@@ -137,9 +153,10 @@ def main() -> None:
                      "min": min(rates[i]), "max": max(rates[i])})
     record = {"machine": f"{platform.platform()}; {os.cpu_count()} CPUs", "python": sys.version.split()[0],
               "seconds": args.seconds, "batch": BATCH, "rounds": args.rounds,
+              "spinners_per_core": args.spinners_per_core,
               "load_average_start": load_start, "load_average_end": load_end, "rows": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "thread_policy.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = ["# Threads x OpenMP wait policy, with and without a competing load "
              "(`benchmarks/thread_policy.py`)", "",
              f"{record['machine']}; quickstart model at batch {BATCH}, {args.seconds:.0f} s of training "
@@ -150,9 +167,9 @@ def main() -> None:
              "| added load | threads | wait policy | img/s (median) | min - max |",
              "|---|---|---|---|---|"]
     for row in rows:
-        lines.append(f"| {'one spinner per core' if row['loaded'] else 'none'} | {row['threads']} | "
+        lines.append(f"| {load_name if row['loaded'] else 'none'} | {row['threads']} | "
                      f"{row['policy']} | {row['median']:.0f} | {row['min']:.0f} - {row['max']:.0f} |")
-    (RESULTS / "thread_policy.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

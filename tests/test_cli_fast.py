@@ -172,23 +172,51 @@ def test_offline_download_is_one_line_without_waiting_for_retries(tmp_path: Path
     assert "(size not published, no checksum published)" in lines[0]
 
 
-@pytest.mark.parametrize("given, expected", [
-    ({}, {"GOMP_SPINCOUNT": "30000", "OMP_WAIT_POLICY": None}),
-    ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "ACTIVE"}),
-    ({"OMP_WAIT_POLICY": "PASSIVE"}, {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"}),
-    ({"GOMP_SPINCOUNT": "INFINITE"}, {"GOMP_SPINCOUNT": "INFINITE", "OMP_WAIT_POLICY": None}),
+@pytest.mark.parametrize("given, load, expected", [
+    ({}, 0.3, {"GOMP_SPINCOUNT": "30000", "OMP_WAIT_POLICY": None}),
+    ({}, 1.0, {"GOMP_SPINCOUNT": "30000", "OMP_WAIT_POLICY": None}),  # half of 2 cores: quiet
+    ({}, 1.2, {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"}),
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, 3.0, {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "ACTIVE"}),
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, 0.0, {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"}),
+    ({"GOMP_SPINCOUNT": "INFINITE"}, 3.0, {"GOMP_SPINCOUNT": "INFINITE", "OMP_WAIT_POLICY": None}),
 ])
-def test_cli_bounds_openmp_spinning_unless_told_otherwise(
-        monkeypatch: pytest.MonkeyPatch, given: dict[str, str], expected: dict[str, str | None]) -> None:
-    """libgomp's spinning threads made a 2-thread run on a busy 2-core machine 10x slower and
-    sleeping at once halved it on a quiet one (benchmarks/results/thread_policy.md); the CLI
-    bounds the spin before any command loads torch and leaves a user's own choice alone."""
+def test_cli_chooses_openmp_waiting_by_load_unless_told_otherwise(
+        monkeypatch: pytest.MonkeyPatch, given: dict[str, str], load: float,
+        expected: dict[str, str | None]) -> None:
+    """A bounded spin on a quiet machine (PASSIVE halved its speed), sleeping threads on a busy
+    one (any spin collapsed a 2-thread run there; benchmarks/results/thread_policy*.md), chosen
+    before any command loads torch; a user's own choice is left alone."""
     import os
 
     for key in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
-        monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv(key, "")  # records the original value, so what the CLI sets is undone
+        monkeypatch.delenv(key)
     for key, value in given.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     with pytest.raises(SystemExit):
         main(["--version"])
     assert {key: os.environ.get(key) for key in expected} == expected
+
+
+def test_busy_machine_note_names_the_load_and_the_faster_choice(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from disentkit.cli import choose_openmp_waiting
+
+    for key in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
+        monkeypatch.setenv(key, "")  # records the original value, so what the CLI sets is undone
+        monkeypatch.delenv(key)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.9, 2.0, 1.0))
+    note = choose_openmp_waiting()
+    assert note is not None and "load average 3.9 on 2 cores" in note
+    assert "OMP_WAIT_POLICY=PASSIVE" in note and "train.num_threads=1" in note
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert main(["train", "preset=quickstart/sprites", "--print-config"]) == 0
+    assert "the machine is busy (load average 3.9 on 2 cores)" in capsys.readouterr().err
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert choose_openmp_waiting() is None and os.environ["GOMP_SPINCOUNT"] == "30000"

@@ -65,30 +65,48 @@ def _debug_requested(argv: list[str]) -> bool:
 
 #: spins of an idle OpenMP thread before it sleeps (libgomp's default is 300,000)
 OPENMP_SPIN_COUNT = "30000"
+#: 1-minute load average per core above which other jobs are taken to share the cores
+BUSY_LOAD_PER_CORE = 0.5
 
 
-def bound_openmp_spinning() -> None:
-    """Let idle OpenMP threads spin briefly, then sleep, unless the user chose otherwise.
+def choose_openmp_waiting() -> str | None:
+    """Choose how idle OpenMP threads wait, unless the user chose; returns the note to print.
 
     libgomp's threads spin 300,000 iterations between parallel regions by default
-    (``OMP_WAIT_POLICY`` unset; forever with ACTIVE). On a machine whose cores also run other
-    jobs, the spinning threads of a 2-thread run fight those jobs at every barrier: training
-    collapsed to 35 img/s against 404 with sleeping threads (``benchmarks/results/
-    thread_policy_busy.md``). Sleeping at once (PASSIVE) costs half the speed on a quiet machine
-    instead (775 against 1586 img/s). A bound of 30,000 spins kept 92% of the quiet speed and
-    95% of the best loaded speed (``benchmarks/results/thread_policy.md``). ``GOMP_SPINCOUNT``
-    and ``OMP_WAIT_POLICY`` are left alone when either is set. libgomp (the OpenMP of torch's pip
-    wheels) reads them once, when torch loads it, so this runs before any command imports torch.
+    (``OMP_WAIT_POLICY`` unset; forever with ACTIVE). On a quiet machine a bounded spin of
+    30,000 keeps 92-96% of the best speed where sleeping at once (PASSIVE) halves it
+    (``benchmarks/results/thread_policy.md``). On cores that also run other jobs any spin can
+    collapse a 2-thread run: with two busy processes per core the 30,000-spin run fell to
+    108-117 img/s in 2 of 4 measurements (934-985 in the others), while PASSIVE held 680-848
+    (``thread_policy_heavy*.md``). So the machine's 1-minute load average decides at start:
+    above ``BUSY_LOAD_PER_CORE`` per core, PASSIVE; else the bounded spin. Only the waiting
+    changes, never the thread count, so a run's numbers do not depend on the load.
+    ``GOMP_SPINCOUNT`` and ``OMP_WAIT_POLICY`` are left alone when either is set. libgomp reads
+    them once, when torch loads it, so this runs before any command imports torch.
     """
-    if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
-        os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
+    if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
+        return None
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average (Windows): assume quiet
+        load = 0.0
+    if load > BUSY_LOAD_PER_CORE * cores:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        return (f"note: the machine is busy (load average {load:.1f} on {cores} cores): OpenMP "
+                "threads sleep when idle (OMP_WAIT_POLICY=PASSIVE); train.num_threads=1 is "
+                "faster still on a crowded machine")
+    os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    bound_openmp_spinning()
+    waiting_note = choose_openmp_waiting()
     from disentkit.errors import UserError, describe_os_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if waiting_note and argv[:1] in (["train"], ["quickstart"], ["sweep"]):
+        print(waiting_note, file=sys.stderr)
     debug = _debug_requested(argv)
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
