@@ -11,6 +11,10 @@ sys.path.insert(0, str(TESTS))
 # Subprocesses (CLI, DDP workers) import the toy plugin too.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
 torch.set_num_threads(1)
+# The CLI picks OpenMP waiting from the machine's load average and notes a busy machine once
+# training starts; a fixed choice keeps what the tests see (stderr lines) independent of the
+# load. The tests of that choice clear it themselves.
+os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 
 
 @pytest.fixture

@@ -67,6 +67,9 @@ def _debug_requested(argv: list[str]) -> bool:
 OPENMP_SPIN_COUNT = "30000"
 #: 1-minute load average per core above which other jobs are taken to share the cores
 BUSY_LOAD_PER_CORE = 0.5
+#: what :func:`choose_openmp_waiting` chose on a busy machine; training says it as it starts
+#: (not here, so that a usage error stays one line)
+WAITING_NOTE: str | None = None
 
 
 def choose_openmp_waiting() -> str | None:
@@ -93,7 +96,7 @@ def choose_openmp_waiting() -> str | None:
         load = 0.0
     if load > BUSY_LOAD_PER_CORE * cores:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        return (f"note: the machine is busy (load average {load:.1f} on {cores} cores): OpenMP "
+        return (f"the machine is busy (load average {load:.1f} on {cores} cores): OpenMP "
                 "threads sleep when idle (OMP_WAIT_POLICY=PASSIVE); train.num_threads=1 is "
                 "faster still on a crowded machine")
     os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
@@ -101,12 +104,11 @@ def choose_openmp_waiting() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    waiting_note = choose_openmp_waiting()
+    global WAITING_NOTE
+    WAITING_NOTE = choose_openmp_waiting()
     from disentkit.errors import UserError, describe_os_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if waiting_note and argv[:1] in (["train"], ["quickstart"], ["sweep"]):
-        print(waiting_note, file=sys.stderr)
     debug = _debug_requested(argv)
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()

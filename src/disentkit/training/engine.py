@@ -592,6 +592,10 @@ class Trainer:
     def _loop(self, loggers: list[Any]) -> None:
         fabric, config = self.fabric, self.config
         steps, log_every = config.train.steps, max(1, config.log.every)
+        from disentkit import cli
+
+        if cli.WAITING_NOTE and config.train.accelerator == "cpu":
+            _note(cli.WAITING_NOTE)  # said once training starts, after every check has passed
         self._progress = progress = _Progress(steps, self.step,
                                               enabled=fabric.is_global_zero and config.log.progress)
         self._watch = FiniteWatch()
