@@ -53,3 +53,16 @@ def test_evaluation_at_end_is_skipped_for_data_without_ground_truth(tmp_path: Pa
     assert "neither ground-truth factors nor attribute labels" in capsys.readouterr().err
     assert not (run_dir / "results.json").exists()
     assert run_state(run_dir) == "finished"  # a sweep does not retry the evaluation
+
+
+def test_a_factor_with_one_value_skips_the_evaluation_in_one_line(tmp_path: Path, capsys) -> None:
+    """data.orientations=1 leaves orientation constant: DCI's boosted trees refused the single
+    class with a traceback after training; now the run finishes and the skip says why."""
+    config = load_config("quickstart/sprites", [
+        "data.orientations=1", "data.positions=4", f"out_dir={tmp_path}", "name=flat", *TINY[2:]])
+    run_dir = disentkit.train(config)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["evaluation"].startswith("skipped:")
+    err = capsys.readouterr().err
+    assert "factor 'orientation' of dataset 'sprites' takes a single value" in err
+    assert "Traceback" not in err and not (run_dir / "results.json").exists()
