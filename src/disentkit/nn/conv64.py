@@ -57,10 +57,10 @@ class ConvEncoder(nn.Module):
             nn.ReLU(),
             nn.Conv2d(32, 64, k34, 2, padding=p34),
             nn.ReLU(),
-            nn.Conv2d(64, 64, k34, 2, padding=p34),
-            nn.ReLU(),
         ]
-        self.features = nn.Sequential(*layers[: 2 * stages], nn.Flatten())
+        if stages == 4:
+            layers += [nn.Conv2d(64, 64, k34, 2, padding=p34), nn.ReLU()]
+        self.features = nn.Sequential(*layers, nn.Flatten())
         spatial = image_size // 2**stages
         self.fc = nn.Sequential(nn.Linear(64 * spatial * spatial, 256), nn.ReLU())
         self.mean = nn.Linear(256, latent_dim)
