@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import disentkit
@@ -66,3 +67,16 @@ def test_a_factor_with_one_value_skips_the_evaluation_in_one_line(tmp_path: Path
     err = capsys.readouterr().err
     assert "factor 'orientation' of dataset 'sprites' takes a single value" in err
     assert "Traceback" not in err and not (run_dir / "results.json").exists()
+    # The check sits in the metric suite, so a library caller gets it too, before any encoding.
+    from disentkit.errors import UnscorableDataError
+    from disentkit.metrics import evaluate
+
+    calls: list[int] = []
+
+    def representation(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return x.reshape(len(x), -1)[:, :2]
+
+    with pytest.raises(UnscorableDataError, match="factor 'orientation' .* takes a single value"):
+        evaluate(disentkit.load_run(run_dir).data(), representation, metrics=["dci"], preset="fast")
+    assert calls == []

@@ -18,6 +18,12 @@ class ConfigError(UserError, ValueError):
     config layer; ``disentkit.config.ConfigError`` is the same class.)"""
 
 
+class UnscorableDataError(UserError, ValueError):
+    """No metric can score this data: it has neither ground-truth factors nor attribute labels,
+    or one of its factors never changes (a property of the data, not a failure of the run).
+    ``disentkit.evaluation.UnscorableDataError`` is the same class."""
+
+
 def describe_os_error(err: OSError) -> str | None:
     """One line for an operating-system error a user can fix (full disk, no permission, not
     found), or None when the error is not one of those (then it is a bug and keeps its traceback)."""

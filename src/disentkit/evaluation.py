@@ -15,13 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from disentkit.errors import UserError
+from disentkit.errors import UnscorableDataError
 from disentkit.training.checkpoint import write_text_atomic
-
-
-class UnscorableDataError(UserError, ValueError):
-    """The run's dataset has neither ground-truth factors nor attribute labels, so no metric
-    can score it (a property of the data, not a failure of the run)."""
 
 
 def __getattr__(name: str) -> Any:
@@ -113,14 +108,6 @@ def evaluate_run(
                                     sample_seed=seed)
     protocol, groups, chosen = resolve_protocol(run.model, cfg, protocol, groups)
     if hasattr(data, "factor_sizes"):
-        constant = [name for name, size in zip(data.factor_names, data.factor_sizes) if size < 2]
-        if constant:
-            # Mutual information, classifiers and variances are undefined on a factor that never
-            # changes (DCI's boosted trees refuse a single class), so say it before any metric runs.
-            raise UnscorableDataError(
-                f"factor {', '.join(repr(n) for n in constant)} of dataset '{data_name}' takes a "
-                "single value; the disentanglement metrics need every factor to take at least 2 "
-                "values (e.g. data.orientations=2), or use eval.metrics=[]")
         if any(v is not None for v in (attribute_probe or {}).values()):
             raise ConfigError(
                 "--probe / --select-epoch-on apply to attribute-labelled data such as celeba or lfw; "

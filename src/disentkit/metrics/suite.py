@@ -247,6 +247,18 @@ def evaluate(
     stray = sorted(k for k in (params or {}) if k not in METRICS)
     if stray:
         raise ValueError(f"params given for unknown metric(s) {stray}; known: {', '.join(METRICS.names())}")
+    constant = [n for n, size in zip(ground_truth_data.factor_names,
+                                     ground_truth_data.factors_num_values) if size < 2]
+    if constant:
+        # Mutual information, classifiers and variances are undefined on a factor that never
+        # changes (DCI's boosted trees refuse a single class), so say it before any encoding.
+        from disentkit.errors import UnscorableDataError
+
+        raise UnscorableDataError(
+            f"factor {', '.join(repr(n) for n in constant)} of dataset "
+            f"'{getattr(ground_truth_data, 'name', 'ground_truth')}' takes a single value; the "
+            "disentanglement metrics need every factor to take at least 2 values (e.g. "
+            "data.orientations=2), or use eval.metrics=[]")
     counting = _Counting(representation_function)
     rep: Any = counting
     config: dict[str, Any] = {"seed": seed, "preset": preset, "protocol": protocol,
