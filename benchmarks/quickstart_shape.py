@@ -45,7 +45,7 @@ def _discs(recon: torch.Tensor, size: int) -> torch.Tensor:
     Centred on the reconstruction rather than the sprite position because a heart's mass sits off
     its position: a blob drawn for a heart is centred where the heart's mass is.
     """
-    from disentkit.data.procedural import _DOWNSAMPLE_LUT
+    from disentkit.data.procedural import area_downsample
 
     weights = recon.view(-1, size, size).clamp(min=0).double()
     coords = (torch.arange(size, dtype=torch.float64) + 0.5) * (64 / size)
@@ -56,10 +56,9 @@ def _discs(recon: torch.Tensor, size: int) -> torch.Tensor:
     dx = centre[None, None, :] - cx[:, None, None]
     dy = centre[None, :, None] - cy[:, None, None]
     radius = np.hypot(dx, dy)[:, None]  # (n, 1, 64, 64)
-    inside = (radius <= DISC_RADII[None, :, None, None]).astype(np.int64)
+    inside = (radius <= DISC_RADII[None, :, None, None]).astype(np.uint8)
     if size == 32:
-        counts = inside.reshape(*inside.shape[:2], 32, 2, 32, 2).sum(axis=(3, 5))
-        pixels = _DOWNSAMPLE_LUT[counts].astype(np.float32) / 255.0
+        pixels = area_downsample(inside).astype(np.float32) / 255.0
     else:
         pixels = inside.astype(np.float32)
     return torch.from_numpy(pixels).flatten(2)

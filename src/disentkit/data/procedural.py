@@ -72,6 +72,13 @@ def render_sprites(
     return out
 
 
+def area_downsample(images: np.ndarray) -> np.ndarray:
+    """{0,1} uint8 (..., 64, 64) -> (..., 32, 32) uint8: each 2x2 block's lit-pixel count 0..4
+    mapped to 0, 64, 128, 191, 255 (the ``image_size: 32`` pixels)."""
+    counts = images.reshape(*images.shape[:-2], 32, 2, 32, 2).sum(axis=(-3, -1), dtype=np.int64)
+    return _DOWNSAMPLE_LUT[counts]
+
+
 def _render_chunk(
     shape: np.ndarray, scale: np.ndarray, theta: np.ndarray, pos_x: np.ndarray, pos_y: np.ndarray
 ) -> np.ndarray:
@@ -167,6 +174,5 @@ class ProceduralSprites(RenderedGrid):
             values["shape"], values["scale"], values["orientation"], values["posX"], values["posY"]
         )
         if self.config.image_size == 32:
-            counts = images.reshape(-1, 32, 2, 32, 2).sum(axis=(2, 4), dtype=np.int64)
-            images = _DOWNSAMPLE_LUT[counts]
+            images = area_downsample(images)
         return images[..., None]
